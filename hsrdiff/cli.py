@@ -1,0 +1,150 @@
+"""The ``hsrdiff`` command line: each pipeline stage on its own, outside Snakemake.
+
+Every command reads the same configuration file as the workflow (validated against the same
+schema) and calls the same library function as the workflow's script for that stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from hsrdiff.errors import HsrdiffError
+
+log = logging.getLogger("hsrdiff")
+
+
+def _spec(args):
+    from hsrdiff.config import load_config
+    from hsrdiff.data.registry import DatasetSpec
+
+    config = load_config(args.config)
+    return config, DatasetSpec.from_config(config, args.dataset)
+
+
+def cmd_validate(args) -> int:
+    from hsrdiff.config import load_config
+    from hsrdiff.data.registry import DatasetSpec
+
+    config = load_config(args.config)
+    for name in config["active_datasets"]:
+        spec = DatasetSpec.from_config(config, name)
+        print(f"{name}: {len(spec.train_scenes)} train, {len(spec.test_scenes)} test scenes, ratio {spec.ratio}, source {spec.source_kind}")
+    print(f"{args.config}: valid")
+    return 0
+
+
+def cmd_download(args) -> int:
+    from hsrdiff.data.download import fetch_dataset
+
+    config, spec = _spec(args)
+    src, opts = spec.source, config["download"]
+    if spec.source_kind != "url":
+        raise HsrdiffError(f"dataset '{spec.name}' has no URL to download (source: {spec.source_kind})")
+    fetch_dataset(src["url"], args.out or spec.raw_location(), args.cache, sha256=src.get("sha256"), size=src.get("size"),
+                  retries=opts["retries"], timeout=opts["timeout_s"], backoff=opts["backoff_s"])
+    return 0
+
+
+def cmd_generate_demo(args) -> int:
+    from hsrdiff.data.demo import generate_demo
+
+    _, spec = _spec(args)
+    if spec.source_kind != "generate":
+        raise HsrdiffError(f"dataset '{spec.name}' is not generated (its source is {spec.source_kind})")
+    generate_demo(spec.source["generate"], args.out or spec.raw_location())
+    return 0
+
+
+def cmd_prepare(args) -> int:
+    from hsrdiff.data.prepare import prepare_scene
+
+    _, spec = _spec(args)
+    prepare_scene(spec, args.scene, args.out or spec.prepared_path(args.scene))
+    return 0
+
+
+def cmd_degrade(args) -> int:
+    from hsrdiff.data.simulate import degrade_scene
+
+    _, spec = _spec(args)
+    degrade_scene(spec, args.scene, args.input or spec.prepared_path(args.scene), args.out or spec.degraded_path(args.scene))
+    return 0
+
+
+def cmd_patches(args) -> int:
+    from hsrdiff.data.patches import extract_patches
+
+    config, spec = _spec(args)
+    size = args.patch_size if args.patch_size == "full" else int(args.patch_size)
+    inputs = args.inputs or [spec.degraded_path(s) for s in spec.train_scenes]
+    extract_patches(inputs, size, args.out or spec.patches_path(size), **_patch_options(config))
+    return 0
+
+
+def _patch_options(config) -> dict:
+    return {"stride_fraction": config["patches"]["stride_fraction"], "max_per_scene": config["patches"]["max_per_scene"]}
+
+
+def cmd_info(args) -> int:
+    from hsrdiff.io import open_h5
+
+    with open_h5(args.file) as fh:
+        out = {"attrs": {k: (v.item() if hasattr(v, "item") else v) for k, v in fh.attrs.items()}, "datasets": {}}
+        fh.visititems(lambda n, o: out["datasets"].__setitem__(n, f"{o.shape} {o.dtype}") if hasattr(o, "shape") else None)
+    print(json.dumps(out, indent=2, default=str))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hsrdiff", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def stage(name, func, help_, scene=False):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--config", default="config/config.yaml", help="configuration file (default: %(default)s)")
+        p.add_argument("--dataset", required=True, help="registry entry (a key of 'datasets')")
+        if scene:
+            p.add_argument("--scene", required=True, help="scene name")
+        p.add_argument("--out", type=Path, help="output (default: the workflow's path under resources/)")
+        p.set_defaults(func=func)
+        return p
+
+    p = sub.add_parser("validate-config", help="check a configuration file and list its active datasets")
+    p.add_argument("config", nargs="?", default="config/config.yaml")
+    p.set_defaults(func=cmd_validate)
+
+    p = stage("download", cmd_download, "download (and extract) a dataset's raw files")
+    p.add_argument("--cache", type=Path, default=Path("resources/cache"), help="where partial and complete downloads are kept")
+    stage("generate-demo", cmd_generate_demo, "generate the embedded demo dataset")
+    stage("prepare", cmd_prepare, "native format -> HDF5 (bands, height, width) in [0, 1]", scene=True)
+    p = stage("degrade", cmd_degrade, "simulate lr_hsi and hr_msi from a prepared scene", scene=True)
+    p.add_argument("--input", type=Path, help="prepared scene file (default: the workflow's path)")
+    p = stage("patches", cmd_patches, "cut training patches for one patch size")
+    p.add_argument("--patch-size", required=True, help="patch side in pixels, or 'full'")
+    p.add_argument("--inputs", nargs="*", type=Path, help="degraded training scenes (default: the workflow's paths)")
+
+    p = sub.add_parser("info", help="print the datasets and attributes of an HDF5 file")
+    p.add_argument("file", type=Path)
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from hsrdiff.log import setup_logging
+
+    args = build_parser().parse_args(argv)
+    setup_logging(level=logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        return args.func(args)
+    except HsrdiffError as exc:
+        log.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

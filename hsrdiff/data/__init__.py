@@ -1,0 +1,1 @@
+"""Data stages: download, prepare, the demo generator, degradation files and training patches."""

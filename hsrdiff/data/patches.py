@@ -1,0 +1,185 @@
+"""Training patches for the progressive schedule, and the lazy ``Dataset`` that reads them.
+
+A patch file holds aligned triples ``gt`` (N, L, p, p), ``lr_hsi`` (N, L, p/r, p/r) and
+``hr_msi`` (N, l, p, p) cut from the degraded training scenes, chunked one patch per chunk so
+that a random patch costs one read. Patch origins are multiples of the ratio ``r``, so the LR
+patch is exactly the LR pixels of the HR patch's blocks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Sequence
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from hsrdiff.errors import DataError
+from hsrdiff.io import atomic_h5, open_h5, require, write_attrs
+
+log = logging.getLogger(__name__)
+
+KEYS = ("gt", "lr_hsi", "hr_msi")
+
+
+def patch_origins(length: int, patch: int, stride: int) -> list[int]:
+    """Start positions along one axis: every ``stride`` and one flush with the far edge."""
+    starts = list(range(0, length - patch + 1, stride))
+    last = length - patch
+    if starts[-1] != last:
+        starts.append(last)
+    return starts
+
+
+def _scene_shapes(paths: Sequence[Path]) -> list[dict]:
+    shapes = []
+    for path in paths:
+        with open_h5(path) as fh:
+            gt, lr, msi = (require(fh, k, ndim=3) for k in KEYS)
+            ratio = int(fh.attrs["ratio"])
+            if lr.shape[1] * ratio != gt.shape[1] or lr.shape[2] * ratio != gt.shape[2]:
+                raise DataError(f"{path}: lr_hsi {lr.shape} is not gt {gt.shape} divided by the ratio {ratio}")
+            shapes.append({"path": path, "gt": gt.shape, "lr": lr.shape, "msi": msi.shape, "ratio": ratio,
+                           "srf_bands": fh.attrs.get("srf_bands", "")})
+    first = shapes[0]
+    for s in shapes[1:]:
+        if (s["gt"][0], s["msi"][0], s["ratio"]) != (first["gt"][0], first["msi"][0], first["ratio"]):
+            raise DataError(
+                f"{s['path']}: {s['gt'][0]} HSI bands, {s['msi'][0]} MSI bands, ratio {s['ratio']}; "
+                f"but {first['path']} has {first['gt'][0]}, {first['msi'][0]}, {first['ratio']}"
+            )
+    return shapes
+
+
+def extract_patches(
+    degraded_paths: Sequence[str | Path],
+    patch_size: int | str,
+    out_path: str | Path,
+    stride_fraction: float = 0.5,
+    max_per_scene: int | None = None,
+) -> dict:
+    """Cut patches of ``patch_size`` (or "full": the largest size common to all scenes).
+
+    Raises :class:`DataError` when a scene is smaller than the patch or the size is not a
+    multiple of the ratio.
+    """
+    paths = [Path(p) for p in degraded_paths]
+    if not paths:
+        raise DataError(f"{out_path}: no training scenes to cut patches from")
+    shapes = _scene_shapes(paths)
+    ratio = shapes[0]["ratio"]
+    if patch_size == "full":
+        ph = min(s["gt"][1] for s in shapes)
+        pw = min(s["gt"][2] for s in shapes)
+    else:
+        ph = pw = int(patch_size)
+        if ph % ratio:
+            raise DataError(f"patch size {ph} is not a multiple of the ratio {ratio} (config training.stages)")
+        small = [f"{s['path'].stem} ({s['gt'][1]}x{s['gt'][2]})" for s in shapes if s["gt"][1] < ph or s["gt"][2] < pw]
+        if small:
+            raise DataError(
+                f"patch size {ph} is larger than training scene(s) {', '.join(small)}; "
+                "use a smaller patch_size in config training.stages, or 'full'"
+            )
+    stride_h = max(ratio, int(ph * stride_fraction) // ratio * ratio)
+    stride_w = max(ratio, int(pw * stride_fraction) // ratio * ratio)
+
+    plan = []
+    for i, s in enumerate(shapes):
+        origins = [(r, c) for r in patch_origins(s["gt"][1], ph, stride_h) for c in patch_origins(s["gt"][2], pw, stride_w)]
+        if max_per_scene and len(origins) > max_per_scene:
+            keep = np.linspace(0, len(origins) - 1, max_per_scene).round().astype(int)
+            origins = [origins[k] for k in keep]
+        plan.extend((i, r, c) for r, c in origins)
+
+    n, bands, msi_bands = len(plan), shapes[0]["gt"][0], shapes[0]["msi"][0]
+    lh, lw = ph // ratio, pw // ratio
+    with atomic_h5(out_path) as out:
+        dsets = {
+            "gt": out.create_dataset("gt", (n, bands, ph, pw), "f4", chunks=(1, bands, ph, pw)),
+            "lr_hsi": out.create_dataset("lr_hsi", (n, bands, lh, lw), "f4", chunks=(1, bands, lh, lw)),
+            "hr_msi": out.create_dataset("hr_msi", (n, msi_bands, ph, pw), "f4", chunks=(1, msi_bands, ph, pw)),
+        }
+        out.create_dataset("scene_index", data=np.array([p[0] for p in plan], dtype=np.int32))
+        out.create_dataset("origin", data=np.array([p[1:] for p in plan], dtype=np.int32).reshape(n, 2))
+        k = 0
+        for i, s in enumerate(shapes):
+            # One scene in memory at a time: full-scale scenes are large, the patch file larger.
+            with open_h5(s["path"]) as fh:
+                scene = {key: fh[key][()] for key in KEYS}
+                if i == 0:
+                    for key in ("srf", "psf", "wavelengths"):
+                        if key in fh:
+                            out.create_dataset(key, data=fh[key][()])
+            for _, r, c in (p for p in plan if p[0] == i):
+                dsets["gt"][k] = scene["gt"][:, r : r + ph, c : c + pw]
+                dsets["hr_msi"][k] = scene["hr_msi"][:, r : r + ph, c : c + pw]
+                dsets["lr_hsi"][k] = scene["lr_hsi"][:, r // ratio : r // ratio + lh, c // ratio : c // ratio + lw]
+                k += 1
+        write_attrs(out, {
+            "patch_size": str(patch_size), "patch_height": ph, "patch_width": pw, "ratio": ratio,
+            "stride": f"{stride_h}x{stride_w}", "scenes": ",".join(s["path"].stem for s in shapes),
+            "srf_bands": shapes[0]["srf_bands"],
+        })
+    summary = {"patches": n, "patch": (ph, pw), "stride": (stride_h, stride_w), "scenes": len(shapes)}
+    log.info("wrote %s: %s", out_path, summary)
+    return summary
+
+
+class PatchDataset(Dataset):
+    """Lazy reader of a patch file: item ``i`` is ``{"gt", "lr_hsi", "hr_msi"}`` float32 tensors.
+
+    With ``augment``, each item gets one of the 8 flips/rotations (rotations only for square
+    patches), the same for the three images so their geometry stays consistent. The HDF5 file is
+    opened on first access in each process, so the dataset works with DataLoader workers.
+    """
+
+    def __init__(self, path: str | Path, augment: bool = False):
+        self.path = Path(path)
+        self.augment = augment
+        with open_h5(self.path) as fh:
+            for key in KEYS:
+                require(fh, key, ndim=4)
+            self._len = fh["gt"].shape[0]
+            self.square = fh["gt"].shape[2] == fh["gt"].shape[3]
+            self.ratio = int(fh.attrs["ratio"])
+        self._fh: h5py.File | None = None
+        self._pid: int | None = None
+
+    def __len__(self) -> int:
+        return self._len
+
+    def _file(self) -> h5py.File:
+        if self._fh is None or self._pid != os.getpid():
+            self._fh = h5py.File(self.path, "r")
+            self._pid = os.getpid()
+        return self._fh
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_fh"] = None
+        return state
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not 0 <= index < self._len:
+            raise IndexError(f"patch index {index} out of range 0..{self._len - 1}")
+        fh = self._file()
+        item = {key: torch.from_numpy(fh[key][index]) for key in KEYS}
+        if self.augment:
+            rot = int(torch.randint(0, 4 if self.square else 1, ()).item())
+            flip = bool(torch.randint(0, 2, ()).item())
+            item = {key: dihedral(value, rot, flip) for key, value in item.items()}
+        return item
+
+
+def dihedral(x: torch.Tensor, rot: int, flip: bool) -> torch.Tensor:
+    """Rotate by ``rot`` quarter turns, then mirror left-right if ``flip``; (…, H, W)."""
+    if rot:
+        x = torch.rot90(x, rot, dims=(-2, -1))
+    if flip:
+        x = torch.flip(x, dims=(-1,))
+    return x.contiguous()

@@ -1,0 +1,76 @@
+"""Prepare: native format -> one HDF5 file per scene, ``hsi`` (bands, height, width) float32 in [0, 1]."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from hsrdiff.data.readers import read_scene
+from hsrdiff.data.registry import DatasetSpec
+from hsrdiff.errors import ConfigError, DataError
+from hsrdiff.io import atomic_h5, write_attrs
+
+log = logging.getLogger(__name__)
+
+
+def scale_factor(scale, cube: np.ndarray, source_max: float, path: Path) -> float:
+    """The divisor that maps raw values to [0, 1] for the config value ``scale``."""
+    if scale == "dtype":
+        if not np.issubdtype(cube.dtype, np.integer):
+            raise ConfigError(
+                f"{path}: scale 'dtype' needs integer data but the cube is {cube.dtype}; "
+                "set the dataset's 'scale' to a number or 'max'"
+            )
+        return float(np.iinfo(cube.dtype).max)
+    if scale == "max":
+        if not np.isfinite(source_max) or source_max <= 0:
+            raise DataError(f"{path}: scale 'max' needs a positive maximum, got {source_max}")
+        return float(source_max)
+    return float(scale)
+
+
+def normalise(cube: np.ndarray, divisor: float, path: Path) -> tuple[np.ndarray, dict]:
+    """Scale to [0, 1]; NaN/Inf are errors, values outside [0, 1] are clipped and counted."""
+    data = cube.astype(np.float32) / np.float32(divisor)
+    bad = ~np.isfinite(data)
+    if bad.any():
+        bands = np.unique(np.nonzero(bad)[0])
+        raise DataError(
+            f"{path}: {int(bad.sum())} NaN/Inf values in bands {bands[:10].tolist()}"
+            f"{' ...' if len(bands) > 10 else ''}; remove those bands (config 'bands') or fix the file"
+        )
+    counts = {"clipped_negative": int((data < 0).sum()), "clipped_above_one": int((data > 1).sum())}
+    np.clip(data, 0.0, 1.0, out=data)
+    return data, counts
+
+
+def prepare_scene(spec: DatasetSpec, scene: str, out_path: str | Path) -> dict:
+    """Read, check and normalise one scene and write it to ``out_path``. Returns a summary."""
+    raw = read_scene(spec, scene)
+    divisor = scale_factor(spec.entry.get("scale", "dtype"), raw.cube, raw.source_max, raw.path)
+    hsi, counts = normalise(raw.cube, divisor, raw.path)
+    n_values = hsi.size
+    for what, count in counts.items():
+        if count:
+            log.warning("%s: %s %d of %d values (%.3f%%)", raw.path, what.replace("_", " "), count, n_values, 100 * count / n_values)
+    split = spec.scene(scene).split
+    with atomic_h5(out_path) as fh:
+        fh.create_dataset("hsi", data=hsi, chunks=(1,) + hsi.shape[1:])
+        fh.create_dataset("wavelengths", data=raw.wavelengths.astype(np.float64))
+        write_attrs(
+            fh,
+            {
+                "dataset": spec.name,
+                "scene": scene,
+                "split": split,
+                "source_file": str(raw.path),
+                "source_dtype": str(raw.cube.dtype),
+                "scale_divisor": divisor,
+                **counts,
+            },
+        )
+    summary = {"scene": scene, "split": split, "shape": hsi.shape, "divisor": divisor, **counts}
+    log.info("prepared %s/%s: %s", spec.name, scene, summary)
+    return summary

@@ -1,0 +1,153 @@
+"""The dataset registry: a validated config entry turned into something the stages can use.
+
+Paths of every stage's files are defined here (``resources/<stage>/<dataset>/...``) so that the
+Snakemake rules and the CLI agree on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from hsrdiff.errors import ConfigError
+
+RESOURCES = Path("resources")
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One image of a dataset: a file (or a region of one) and its split."""
+
+    name: str
+    split: str  # "train" or "test"
+    region: tuple[int, int, int, int] | None = None  # row_start, row_stop, col_start, col_stop
+    file_key: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.file_key or self.name
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset registry entry with its scenes resolved."""
+
+    name: str
+    entry: Mapping[str, Any] = field(repr=False)
+    scenes: tuple[Scene, ...]
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], name: str) -> "DatasetSpec":
+        registry = config.get("datasets", {})
+        if name not in registry:
+            known = ", ".join(sorted(registry)) or "none"
+            raise ConfigError(f"dataset '{name}' is not in the registry (config key 'datasets'); known: {known}")
+        entry = registry[name]
+        scenes = _resolve_scenes(name, entry)
+        return cls(name=name, entry=entry, scenes=scenes)
+
+    # -- the split ---------------------------------------------------------------------------
+    @property
+    def train_scenes(self) -> list[str]:
+        return [s.name for s in self.scenes if s.split == "train"]
+
+    @property
+    def test_scenes(self) -> list[str]:
+        return [s.name for s in self.scenes if s.split == "test"]
+
+    def scene(self, name: str) -> Scene:
+        for s in self.scenes:
+            if s.name == name:
+                return s
+        raise ConfigError(f"dataset '{self.name}' has no scene '{name}'; scenes: {', '.join(s.name for s in self.scenes)}")
+
+    # -- where the raw data come from ---------------------------------------------------------
+    @property
+    def ratio(self) -> int:
+        return int(self.entry["ratio"])
+
+    @property
+    def source(self) -> Mapping[str, Any]:
+        return self.entry["source"]
+
+    @property
+    def source_kind(self) -> str:
+        """'path' (local data), 'generate' (the demo), 'url' (download) or 'missing'."""
+        if self.source.get("path"):
+            return "path"
+        if self.source.get("generate") is not None:
+            return "generate"
+        if self.source.get("url"):
+            return "url"
+        return "missing"
+
+    def raw_location(self) -> Path:
+        """The file or folder the reader starts from."""
+        kind = self.source_kind
+        if kind == "path":
+            return Path(self.source["path"]).expanduser()
+        if kind == "generate":
+            return RESOURCES / "generated" / self.name / "scenes.h5"
+        if kind == "url":
+            return RESOURCES / "downloads" / self.name
+        hint = self.source.get("instructions") or "set datasets.<name>.source.path to the data on disk"
+        raise ConfigError(f"dataset '{self.name}' has no source (config datasets.{self.name}.source): {hint}")
+
+    # -- files of each stage -------------------------------------------------------------------
+    def prepared_path(self, scene: str) -> Path:
+        return RESOURCES / "prepared" / self.name / f"{scene}.h5"
+
+    def degraded_path(self, scene: str) -> Path:
+        return RESOURCES / "degraded" / self.name / f"{scene}.h5"
+
+    def patches_path(self, patch_size: int | str) -> Path:
+        return RESOURCES / "patches" / self.name / f"p{patch_size}.h5"
+
+
+def _resolve_scenes(name: str, entry: Mapping[str, Any]) -> tuple[Scene, ...]:
+    generate = entry["source"].get("generate")
+    if generate is not None:
+        from hsrdiff.data.demo import scene_names
+
+        train, test = scene_names(generate)
+        return tuple([Scene(n, "train") for n in train] + [Scene(n, "test") for n in test])
+
+    scenes: list[Scene] = []
+    for split in ("train", "test"):
+        for item in entry["scenes"].get(split, []):
+            if isinstance(item, str):
+                scenes.append(Scene(item, split))
+            else:
+                region = item.get("region")
+                if region is not None:
+                    r0, r1, c0, c1 = region
+                    if r1 <= r0 or c1 <= c0:
+                        raise ConfigError(
+                            f"datasets.{name}.scenes.{split}: region {region} of scene '{item['name']}' "
+                            "is empty; expected [row_start, row_stop, col_start, col_stop] with stop > start"
+                        )
+                    region = (r0, r1, c0, c1)
+                scenes.append(Scene(item["name"], split, region, item.get("file_key")))
+    if not scenes:
+        raise ConfigError(f"datasets.{name}.scenes: no train or test scenes listed")
+    names = [s.name for s in scenes]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"datasets.{name}.scenes: scene names must be unique; repeated: {', '.join(dupes)}")
+    _check_regions_disjoint(name, scenes)
+    return tuple(scenes)
+
+
+def _check_regions_disjoint(name: str, scenes: list[Scene]) -> None:
+    """Train and test regions cut from one image must not overlap (it would leak the test set)."""
+    for tr in (s for s in scenes if s.split == "train" and s.region):
+        for te in (s for s in scenes if s.split == "test" and s.region):
+            if tr.key != te.key:
+                continue
+            a, b = tr.region, te.region
+            if a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]:
+                raise ConfigError(
+                    f"datasets.{name}.scenes: training region {list(a)} of '{tr.name}' overlaps "
+                    f"test region {list(b)} of '{te.name}'"
+                )

@@ -1,0 +1,153 @@
+"""The observation model (METHOD.md §1): spatial blur + decimation and spectral response.
+
+One implementation, in PyTorch, serves the simulation of the data stage (NumPy arrays in, NumPy
+arrays out) and the training loss (tensors in, differentiable tensors out): every function here
+takes either and returns the same kind.
+
+Shapes: images are ``(bands, height, width)`` or batches ``(batch, bands, height, width)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hsrdiff.errors import DataError
+
+FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+
+
+@dataclass(frozen=True)
+class PSF:
+    """A spatial response: ``kernel`` (k, k) summing to 1, applied per ``mode`` at ``ratio``.
+
+    ``mode == "block"``: each LR pixel is the kernel-weighted mean of its own ratio x ratio block
+    (k == ratio, the CAVE protocol). ``mode == "convolve"``: the kernel is convolved with reflect
+    padding and every ratio-th pixel kept, starting at ``offset``.
+    """
+
+    kernel: np.ndarray
+    ratio: int
+    mode: str
+    offset: int = 0
+
+    def __post_init__(self):
+        k = self.kernel
+        if k.ndim != 2 or k.shape[0] != k.shape[1]:
+            raise DataError(f"PSF kernel must be square 2-D, got shape {k.shape}")
+        if self.mode == "block" and k.shape[0] != self.ratio:
+            raise DataError(f"PSF mode 'block' needs a kernel of size ratio={self.ratio}, got {k.shape[0]}")
+        if self.mode == "convolve" and not 0 <= self.offset < self.ratio:
+            raise DataError(f"PSF offset must lie in [0, ratio={self.ratio}), got {self.offset}")
+        if self.mode not in ("block", "convolve"):
+            raise DataError(f"PSF mode must be 'block' or 'convolve', got '{self.mode}'")
+
+
+def gaussian_kernel(size: int, sigma: float) -> np.ndarray:
+    """A (size, size) Gaussian centred at ((size-1)/2, (size-1)/2), normalised to sum 1."""
+    coords = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
+    g = np.exp(-0.5 * (coords / sigma) ** 2)
+    kernel = np.outer(g, g)
+    return (kernel / kernel.sum()).astype(np.float32)
+
+
+def make_psf(psf_config: Mapping[str, Any], ratio: int) -> PSF:
+    """Build the PSF of a registry entry's ``psf`` block (defaults documented in the schema)."""
+    mode = psf_config.get("mode", "convolve")
+    if psf_config.get("kernel_file"):
+        path = psf_config["kernel_file"]
+        try:
+            kernel = np.load(path) if str(path).endswith(".npy") else np.loadtxt(path, delimiter=",", ndmin=2)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"PSF kernel file {path}: cannot read a 2-D array: {exc}") from exc
+        kernel = np.asarray(kernel, dtype=np.float64)
+        if kernel.ndim != 2 or kernel.sum() <= 0 or np.any(kernel < 0):
+            raise DataError(f"PSF kernel file {path}: expected a non-negative 2-D array with a positive sum, got shape {kernel.shape}")
+        kernel = (kernel / kernel.sum()).astype(np.float32)
+    else:
+        size = psf_config.get("size") or (ratio if mode == "block" else 2 * ratio + 1)
+        sigma = psf_config.get("sigma") or ratio * FWHM_TO_SIGMA
+        kernel = gaussian_kernel(int(size), float(sigma))
+    offset = psf_config.get("offset")
+    offset = ratio // 2 if offset is None else int(offset)
+    return PSF(kernel=kernel, ratio=int(ratio), mode=mode, offset=offset if mode == "convolve" else 0)
+
+
+def _to_batched_tensor(x) -> tuple[torch.Tensor, bool, bool]:
+    """Return (tensor of 4 dims, was_numpy, was_unbatched)."""
+    was_numpy = isinstance(x, np.ndarray)
+    t = torch.from_numpy(np.ascontiguousarray(x)) if was_numpy else x
+    if t.ndim == 3:
+        return t.unsqueeze(0), was_numpy, True
+    if t.ndim == 4:
+        return t, was_numpy, False
+    raise DataError(f"expected an image (bands, height, width) or a batch of them, got shape {tuple(t.shape)}")
+
+
+def _restore(t: torch.Tensor, was_numpy: bool, was_unbatched: bool):
+    if was_unbatched:
+        t = t.squeeze(0)
+    return t.detach().cpu().numpy() if was_numpy else t
+
+
+def spatial_degrade(x, psf: PSF):
+    """Blur and decimate: (…, bands, H, W) -> (…, bands, H / ratio, W / ratio).
+
+    H and W must be multiples of the ratio (see :func:`crop_to_ratio`).
+    """
+    t, was_numpy, unbatched = _to_batched_tensor(x)
+    _, bands, height, width = t.shape
+    s = psf.ratio
+    if height % s or width % s:
+        raise DataError(f"image of size {height}x{width} is not a multiple of the ratio {s}; crop it first")
+    kernel = torch.as_tensor(psf.kernel, dtype=t.dtype, device=t.device)
+    weight = kernel.expand(bands, 1, *kernel.shape)
+    if psf.mode == "block":
+        out = F.conv2d(t, weight, stride=s, groups=bands)
+    else:
+        k = kernel.shape[0]
+        pad = ((k - 1) // 2, k // 2, (k - 1) // 2, k // 2)
+        if max(pad) >= min(height, width):
+            raise DataError(
+                f"image of size {height}x{width} is too small for a {k}x{k} PSF with reflect padding"
+            )
+        blurred = F.conv2d(F.pad(t, pad, mode="reflect"), weight, groups=bands)
+        out = blurred[..., psf.offset :: s, psf.offset :: s][..., : height // s, : width // s]
+    return _restore(out, was_numpy, unbatched)
+
+
+def spectral_degrade(x, srf_matrix):
+    """Apply the spectral response: (…, L, H, W) with ``srf_matrix`` (l, L) -> (…, l, H, W)."""
+    t, was_numpy, unbatched = _to_batched_tensor(x)
+    r = torch.as_tensor(srf_matrix, dtype=t.dtype, device=t.device)
+    if r.ndim != 2 or r.shape[1] != t.shape[1]:
+        raise DataError(f"SRF matrix of shape {tuple(r.shape)} does not fit an image of {t.shape[1]} bands")
+    out = torch.einsum("lb,nbhw->nlhw", r, t)
+    return _restore(out, was_numpy, unbatched)
+
+
+def crop_to_ratio(x: np.ndarray, ratio: int) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """Crop (bands, H, W) to the largest multiple of ``ratio``; returns the crop and the old size when cropped."""
+    height, width = x.shape[-2:]
+    new_h, new_w = height - height % ratio, width - width % ratio
+    if new_h == 0 or new_w == 0:
+        raise DataError(f"image of size {height}x{width} is smaller than the ratio {ratio}")
+    if (new_h, new_w) == (height, width):
+        return x, None
+    return x[..., :new_h, :new_w], (height, width)
+
+
+def add_noise(x, snr_db: float | None, generator: torch.Generator):
+    """Add white Gaussian noise at a per-band SNR (dB): var_b = mean(x_b^2) / 10^(snr/10)."""
+    if snr_db is None:
+        return x
+    t, was_numpy, unbatched = _to_batched_tensor(x)
+    power = t.pow(2).mean(dim=(-2, -1), keepdim=True)
+    std = torch.sqrt(power / (10.0 ** (snr_db / 10.0)))
+    noise = torch.randn(t.shape, generator=generator, dtype=t.dtype, device="cpu").to(t.device)
+    return _restore(t + std * noise, was_numpy, unbatched)

@@ -1,0 +1,14 @@
+from hsrdiff.log import setup_logging
+
+setup_logging(snakemake.log[0])
+
+from hsrdiff.data.patches import extract_patches
+
+size = snakemake.wildcards.size
+extract_patches(
+    snakemake.input.scenes,
+    size if size == "full" else int(size),
+    snakemake.output.patches,
+    stride_fraction=snakemake.params.options["stride_fraction"],
+    max_per_scene=snakemake.params.options["max_per_scene"],
+)
