@@ -135,15 +135,19 @@ def _resolve_scenes(name: str, entry: Mapping[str, Any]) -> tuple[Scene, ...]:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"datasets.{name}.scenes: scene names must be unique; repeated: {', '.join(dupes)}")
-    _check_regions_disjoint(name, scenes)
+    _check_regions_disjoint(name, entry, scenes)
     return tuple(scenes)
 
 
-def _check_regions_disjoint(name: str, scenes: list[Scene]) -> None:
+def _check_regions_disjoint(name: str, entry: Mapping[str, Any], scenes: list[Scene]) -> None:
     """Train and test regions cut from one image must not overlap (it would leak the test set)."""
+
+    def image_of(scene: Scene) -> tuple[str, str]:
+        return entry.get("file", ".").format(scene=scene.key), (entry.get("variable") or "").format(scene=scene.key)
+
     for tr in (s for s in scenes if s.split == "train" and s.region):
         for te in (s for s in scenes if s.split == "test" and s.region):
-            if tr.key != te.key:
+            if image_of(tr) != image_of(te):
                 continue
             a, b = tr.region, te.region
             if a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]:

@@ -8,6 +8,8 @@ rule download:
         source=download_source,
         options=config["download"],
         cache="resources/cache/{dataset}",
+    conda:
+        "../envs/hsrdiff.yaml"
     log:
         "logs/download/{dataset}.log",
     benchmark:
@@ -24,6 +26,8 @@ rule generate_demo:
         scenes="resources/generated/{dataset}/scenes.h5",
     params:
         settings=generator_settings,
+    conda:
+        "../envs/hsrdiff.yaml"
     log:
         "logs/generate_demo/{dataset}.log",
     benchmark:
@@ -40,6 +44,8 @@ rule prepare:
         raw=raw_input,
     output:
         hsi="resources/prepared/{dataset}/{scene}.h5",
+    conda:
+        "../envs/hsrdiff.yaml"
     log:
         "logs/prepare/{dataset}/{scene}.log",
     benchmark:
@@ -56,6 +62,8 @@ rule degrade:
         hsi="resources/prepared/{dataset}/{scene}.h5",
     output:
         observations="resources/degraded/{dataset}/{scene}.h5",
+    conda:
+        "../envs/hsrdiff.yaml"
     log:
         "logs/degrade/{dataset}/{scene}.log",
     benchmark:
@@ -74,6 +82,8 @@ rule patches:
         patches="resources/patches/{dataset}/p{size}.h5",
     params:
         options=config["patches"],
+    conda:
+        "../envs/hsrdiff.yaml"
     log:
         "logs/patches/{dataset}/p{size}.log",
     benchmark:

@@ -1,0 +1,96 @@
+"""Configuration: schema defaults, unknown keys, registry consistency; the CLI's errors."""
+
+import copy
+
+import pytest
+import yaml
+
+from conftest import REPO
+from hsrdiff.cli import main
+from hsrdiff.config import load_config, validate_config
+from hsrdiff.data.registry import DatasetSpec
+from hsrdiff.errors import ConfigError
+
+
+def test_shipped_config_is_valid_and_complete(default_config):
+    config = validate_config(default_config)
+    assert config["active_datasets"] == ["demo"]
+    cave = DatasetSpec.from_config(config, "cave")
+    assert len(cave.train_scenes) == 20 and len(cave.test_scenes) == 12
+    assert cave.test_scenes == sorted(cave.test_scenes) and cave.train_scenes[-1] < cave.test_scenes[0]
+    assert cave.test_scenes[0] == "jelly_beans" and cave.ratio == 32
+    assert cave.entry["psf"] == {"mode": "block", "sigma": 10, "size": None, "offset": None, "kernel_file": None}
+    chikusei = DatasetSpec.from_config(config, "chikusei")
+    assert len(chikusei.entry["bands"]) == 110 and len(chikusei.test_scenes) == 8
+    pavia = DatasetSpec.from_config(config, "paviau")
+    assert pavia.scene("test_top_left").region == (0, 128, 0, 128)
+    demo = DatasetSpec.from_config(config, "demo")
+    assert demo.source_kind == "generate" and len(demo.train_scenes) == 16 and len(demo.test_scenes) == 4
+
+
+def test_every_schema_key_has_a_description():
+    from hsrdiff.config import load_schema
+
+    missing = []
+
+    def walk(node, path):
+        for key, sub in node.get("properties", {}).items():
+            if "description" not in sub:
+                missing.append(f"{path}/{key}")
+            walk(sub, f"{path}/{key}")
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], f"{path}[]")
+        if isinstance(node.get("additionalProperties"), dict):
+            walk(node["additionalProperties"], f"{path}/*")
+
+    schema = load_schema()
+    walk(schema, "")
+    walk(schema["$defs"]["dataset"], "datasets/*")
+    assert not missing, missing
+
+
+def test_unknown_key_is_an_error_naming_its_path(default_config):
+    bad = copy.deepcopy(default_config)
+    bad["datasets"]["demo"]["ratoi"] = 4
+    with pytest.raises(ConfigError, match=r"datasets/demo: Additional properties are not allowed \('ratoi' was unexpected\)"):
+        validate_config(bad)
+    bad = copy.deepcopy(default_config)
+    bad["training"]["stages"][0]["patchsize"] = 32
+    with pytest.raises(ConfigError, match="training/stages/0.*'patchsize' was unexpected"):
+        validate_config(bad)
+
+
+def test_wrong_type_names_the_key(default_config):
+    bad = copy.deepcopy(default_config)
+    bad["datasets"]["cave"]["ratio"] = "32"
+    with pytest.raises(ConfigError, match="datasets/cave/ratio: '32' is not of type 'integer'"):
+        validate_config(bad)
+
+
+def test_overlapping_train_and_test_regions_are_refused(default_config):
+    bad = copy.deepcopy(default_config)
+    bad["datasets"]["paviau"]["scenes"]["train"][0]["region"] = [0, 128, 100, 340]
+    with pytest.raises(ConfigError, match="training region .* of 'train_right' overlaps test region"):
+        DatasetSpec.from_config(validate_config(bad), "paviau")
+
+
+def test_dataset_without_a_source_says_what_to_provide(default_config):
+    spec = DatasetSpec.from_config(validate_config(default_config), "hypsen")
+    with pytest.raises(ConfigError, match="HypSen has no public download"):
+        spec.raw_location()
+    with pytest.raises(ConfigError, match="dataset 'nope' is not in the registry"):
+        DatasetSpec.from_config(validate_config(default_config), "nope")
+
+
+def test_cli_reports_config_errors_without_a_traceback(tmp_path, capsys, default_config):
+    bad = copy.deepcopy(default_config)
+    bad["typo_key"] = 1
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    assert main(["validate-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "'typo_key' was unexpected" in err and "Traceback" not in err
+    assert main(["validate-config", str(REPO / "config" / "config.yaml")]) == 0
+    assert "demo: 16 train, 4 test scenes, ratio 4" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="configuration file not found"):
+        load_config(tmp_path / "missing.yaml")

@@ -1,0 +1,121 @@
+"""Patch extraction keeps LR/HR geometry; the lazy Dataset augments the triple consistently."""
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from conftest import make_config
+from hsrdiff.data.patches import PatchDataset, dihedral, extract_patches, patch_origins
+from hsrdiff.data.registry import DatasetSpec
+from hsrdiff.data.simulate import degrade_scene
+from hsrdiff.degradation import make_psf, spatial_degrade, spectral_degrade
+from hsrdiff.errors import DataError
+
+RATIO = 4
+
+
+@pytest.fixture
+def degraded_scenes(tmp_path):
+    """Two degraded scenes of different sizes with the block PSF (exact LR/HR correspondence)."""
+    rng = np.random.default_rng(0)
+    entry = {
+        "source": {"path": str(tmp_path)}, "reader": "npy", "axis_order": "bhw",
+        "wavelengths": {"start": 400, "stop": 700, "count": 31}, "scale": 1.0, "ratio": RATIO,
+        "psf": {"mode": "block", "sigma": 1.5}, "srf": "nikon_d700", "scenes": {"train": ["a", "b"]},
+    }
+    spec = DatasetSpec.from_config(make_config({"d": entry}), "d")
+    paths = []
+    for name, shape in (("a", (31, 64, 48)), ("b", (31, 40, 72))):
+        prepared = tmp_path / f"{name}_prep.h5"
+        with h5py.File(prepared, "w") as fh:
+            fh["hsi"] = rng.random(shape, dtype=np.float32)
+            fh["wavelengths"] = np.arange(400, 701, 10.0)
+        out = tmp_path / f"{name}.h5"
+        degrade_scene(spec, name, prepared, out)
+        paths.append(out)
+    return spec, paths
+
+
+def test_patch_origins_cover_the_far_edge():
+    assert patch_origins(64, 32, 16) == [0, 16, 32]
+    assert patch_origins(40, 32, 16) == [0, 8]
+    assert patch_origins(32, 32, 16) == [0]
+
+
+def test_lr_patch_is_the_degradation_of_its_hr_patch(degraded_scenes, tmp_path):
+    spec, paths = degraded_scenes
+    out = tmp_path / "p32.h5"
+    summary = extract_patches(paths, 32, out, stride_fraction=0.5)
+    # scene a: rows [0,16,32] x cols [0,16]; scene b: rows [0,8] x cols [0,16,32,40]
+    assert summary["patches"] == 3 * 2 + 2 * 4
+    psf = make_psf(spec.entry["psf"], RATIO)
+    with h5py.File(out) as fh:
+        gt, lr, msi, srf = fh["gt"][()], fh["lr_hsi"][()], fh["hr_msi"][()], fh["srf"][()]
+        assert gt.shape == (14, 31, 32, 32) and lr.shape == (14, 31, 8, 8) and msi.shape == (14, 3, 32, 32)
+        assert fh["gt"].chunks == (1, 31, 32, 32)
+        assert (fh["origin"][()] % RATIO == 0).all()
+    np.testing.assert_allclose(spatial_degrade(gt, psf), lr, atol=1e-6)
+    np.testing.assert_allclose(spectral_degrade(gt, srf), msi, atol=1e-6)
+
+
+def test_full_size_uses_the_largest_common_size(degraded_scenes, tmp_path):
+    _, paths = degraded_scenes
+    summary = extract_patches(paths, "full", tmp_path / "pfull.h5", stride_fraction=1.0)
+    assert summary["patch"] == (40, 48)
+
+
+def test_max_per_scene_thins_evenly(degraded_scenes, tmp_path):
+    _, paths = degraded_scenes
+    assert extract_patches(paths, 16, tmp_path / "p.h5", stride_fraction=0.25, max_per_scene=5)["patches"] == 10
+
+
+def test_patch_larger_than_a_scene_is_an_error(degraded_scenes, tmp_path):
+    _, paths = degraded_scenes
+    out = tmp_path / "p48.h5"
+    with pytest.raises(DataError, match=r"patch size 48 is larger than training scene\(s\) b \(40x72\)"):
+        extract_patches(paths, 48, out)
+    assert not out.exists()
+    with pytest.raises(DataError, match="patch size 30 is not a multiple of the ratio 4"):
+        extract_patches(paths, 30, out)
+
+
+def test_augmentation_keeps_the_triple_consistent(degraded_scenes, tmp_path):
+    spec, paths = degraded_scenes
+    out = tmp_path / "p32.h5"
+    extract_patches(paths, 32, out)
+    psf = make_psf(spec.entry["psf"], RATIO)
+    ds = PatchDataset(out, augment=True)
+    torch.manual_seed(0)
+    for i in range(len(ds)):
+        item = ds[i]
+        np.testing.assert_allclose(spatial_degrade(item["gt"], psf), item["lr_hsi"], atol=1e-5)
+    plain = PatchDataset(out)
+    assert len(ds) == len(plain) == 14
+    assert any(not torch.equal(ds[i]["gt"], plain[i]["gt"]) for i in range(len(ds)))  # it did augment
+
+
+def test_dihedral_gives_eight_distinct_transforms():
+    x = torch.arange(9.0).reshape(1, 3, 3)
+    outs = {tuple(dihedral(x, rot, flip).flatten().tolist()) for rot in range(4) for flip in (False, True)}
+    assert len(outs) == 8
+    assert torch.equal(dihedral(x, 0, False), x)
+
+
+def test_dataset_works_with_worker_processes(degraded_scenes, tmp_path):
+    _, paths = degraded_scenes
+    out = tmp_path / "p16.h5"
+    n = extract_patches(paths, 16, out)["patches"]
+    loader = DataLoader(PatchDataset(out, augment=True), batch_size=4, num_workers=2, shuffle=True)
+    batches = list(loader)
+    assert sum(b["gt"].shape[0] for b in batches) == n
+    assert batches[0]["lr_hsi"].shape[1:] == (31, 4, 4) and batches[0]["hr_msi"].shape[1:] == (3, 16, 16)
+
+
+def test_dataset_reports_a_bad_file(tmp_path):
+    path = tmp_path / "bad.h5"
+    with h5py.File(path, "w") as fh:
+        fh["gt"] = np.zeros((2, 3, 4, 4))
+    with pytest.raises(DataError, match="bad.h5: no dataset 'lr_hsi'"):
+        PatchDataset(path)

@@ -1,0 +1,99 @@
+"""The Snakemake workflow: lint, dry run of the default config, a real run of the data stages."""
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import pytest
+import yaml
+
+from conftest import REPO
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile")]
+
+
+def run_snakemake(workdir: Path, config: dict, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_path = workdir / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    return subprocess.run(
+        [*SNAKEMAKE, "-d", str(workdir), "--configfile", str(config_path), *args],
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def small_demo_config(default_config: dict) -> dict:
+    config = copy.deepcopy(default_config)
+    config["datasets"]["demo"]["source"]["generate"] = {"seed": 3, "n_train": 3, "n_test": 2, "size": 64}
+    config["training"]["stages"] = [
+        {"name": "s1", "patch_size": 16},
+        {"name": "s2", "patch_size": 32},
+        {"name": "s3", "patch_size": "full", "trainable": "second_half"},
+    ]
+    return config
+
+
+def test_lint_has_no_remarks():
+    result = subprocess.run([*SNAKEMAKE, "--lint", "--cores", "1"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def test_dry_run_of_the_default_config(tmp_path, default_config):
+    result = run_snakemake(tmp_path, default_config, "-n", "--cores", "2")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout + result.stderr
+    for rule, count in (("generate_demo", 1), ("prepare", 20), ("degrade", 20), ("patches", 3)):
+        assert any(line.split()[:2] == [rule, str(count)] for line in out.splitlines()), (rule, out[-2000:])
+
+
+def test_unknown_config_key_stops_the_workflow(tmp_path, default_config):
+    config = copy.deepcopy(default_config)
+    config["patches"]["strid_fraction"] = 0.5
+    result = run_snakemake(tmp_path, config, "-n", "--cores", "1")
+    assert result.returncode != 0
+    assert "strid_fraction" in result.stdout + result.stderr
+
+
+def test_inactive_dataset_without_source_does_not_block_the_demo_but_active_one_explains(tmp_path, default_config):
+    config = copy.deepcopy(default_config)
+    config["active_datasets"] = ["hypsen"]
+    result = run_snakemake(tmp_path, config, "-n", "--cores", "1")
+    assert result.returncode != 0
+    assert "HypSen has no public download" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_data_stages_run_on_a_small_demo(tmp_path, default_config):
+    result = run_snakemake(tmp_path, small_demo_config(default_config), "--cores", "2")
+    assert result.returncode == 0, result.stderr[-4000:]
+    res = tmp_path / "resources"
+    assert sorted(p.name for p in (res / "prepared" / "demo").iterdir()) == [
+        "test_00.h5", "test_01.h5", "train_00.h5", "train_01.h5", "train_02.h5"]
+    with h5py.File(res / "degraded" / "demo" / "test_01.h5") as fh:
+        assert fh["gt"].shape == (31, 64, 64)
+        assert fh["lr_hsi"].shape == (31, 16, 16)
+        assert fh["hr_msi"].shape == (3, 64, 64)
+        assert fh["srf"].shape == (3, 31) and fh["psf"].shape == (9, 9)
+        assert fh.attrs["split"] == "test" and fh.attrs["ratio"] == 4
+    expected = {"p16": (3 * 49, 16, 4), "p32": (3 * 9, 32, 8), "pfull": (3, 64, 16)}
+    for name, (n, hr, lr) in expected.items():
+        with h5py.File(res / "patches" / "demo" / f"{name}.h5") as fh:
+            assert fh["gt"].shape == (n, 31, hr, hr), name
+            assert fh["lr_hsi"].shape == (n, 31, lr, lr), name
+            assert fh["hr_msi"].shape == (n, 3, hr, hr), name
+            assert set(fh["scene_index"][()]) == {0, 1, 2}  # training scenes only
+    for rule in ("generate_demo", "prepare", "degrade", "patches"):
+        assert list((tmp_path / "logs" / rule).rglob("*.log")), rule
+        assert list((tmp_path / "benchmarks" / rule).rglob("*.tsv")), rule
+    assert not list(res.rglob("*.part"))
+
+    # Nothing left to do; forcing one stage reruns it and what depends on it, nothing upstream.
+    result = run_snakemake(tmp_path, small_demo_config(default_config), "-n", "--cores", "2")
+    assert "Nothing to be done" in result.stdout + result.stderr
+    result = run_snakemake(tmp_path, small_demo_config(default_config), "-n", "--cores", "2", "--forcerun", "degrade")
+    out = result.stdout + result.stderr
+    assert any(line.split()[:2] == ["degrade", "5"] for line in out.splitlines()), out[-2000:]
+    assert not any(line.split()[:1] == ["prepare"] for line in out.splitlines())
