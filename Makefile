@@ -1,0 +1,35 @@
+# Two entry points for a fresh machine (see README): `make demo` and `make test`.
+# Both create the virtual environment .venv on first use and reuse it afterwards.
+
+PYTHON ?= python3
+VENV ?= .venv
+CORES ?= 2
+BIN := $(VENV)/bin
+
+.PHONY: demo test dag lint clean-results
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+## demo: the whole pipeline on the embedded demo dataset (CPU, minutes)
+demo: $(BIN)/.installed
+	$(BIN)/snakemake --cores $(CORES) all
+
+## test: the test suite (CPU)
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -ra
+
+## dag: the rule graph and the job graph as SVG (needs graphviz's `dot`)
+dag: $(BIN)/.installed
+	mkdir -p results
+	$(BIN)/snakemake --rulegraph dot --cores 1 | dot -Tsvg > results/rulegraph.svg
+	$(BIN)/snakemake --dag dot --cores 1 | dot -Tsvg > results/dag.svg
+
+## lint: Snakemake's own checks of the workflow
+lint: $(BIN)/.installed
+	$(BIN)/snakemake --lint --cores 1
+
+clean-results:
+	rm -rf results logs benchmarks
