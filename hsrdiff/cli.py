@@ -89,6 +89,49 @@ def _patch_options(config) -> dict:
     return {"stride_fraction": config["patches"]["stride_fraction"], "max_per_scene": config["patches"]["max_per_scene"]}
 
 
+def training_settings(config, spec, stage_name: str) -> dict:
+    """What one training stage needs from the configuration (the workflow passes it as JSON)."""
+    stages = config["training"]["stages"]
+    names = [s["name"] for s in stages]
+    if stage_name not in names:
+        raise HsrdiffError(f"no stage '{stage_name}' in config training.stages; stages: {', '.join(names)}")
+    training = {k: v for k, v in config["training"].items() if k != "stages"}
+    return {"stage": stages[names.index(stage_name)], "model": config["model"], "training": training,
+            "diffusion": config["diffusion"], "metadata": {"dataset": spec.name, "ratio": spec.ratio}}
+
+
+def cmd_train(args) -> int:
+    from hsrdiff.training.trainer import INTERRUPTED_EXIT_CODE, StagePaths, TrainingInterrupted, train_stage
+
+    if args.settings:
+        settings = json.loads(args.settings)
+        spec = None
+    else:
+        config, spec = _spec(args)
+        settings = training_settings(config, spec, args.stage)
+    stage = settings["stage"]
+    if spec is not None:
+        stages = [s["name"] for s in config["training"]["stages"]]
+        i = stages.index(stage["name"])
+        args.patches = args.patches or spec.patches_path(stage["patch_size"])
+        args.out = args.out or spec.weights_path(stage["name"])
+        args.checkpoint_dir = args.checkpoint_dir or spec.checkpoint_dir(stage["name"])
+        args.curve = args.curve or spec.loss_curve_path(stage["name"])
+        if args.init is None and i > 0:
+            args.init = spec.weights_path(stages[i - 1])
+    missing = [n for n in ("patches", "out", "checkpoint_dir") if getattr(args, n) is None]
+    if missing:
+        raise HsrdiffError(f"train --settings needs --{', --'.join(m.replace('_', '-') for m in missing)}")
+    paths = StagePaths(patches=Path(args.patches), weights=Path(args.out), checkpoint_dir=Path(args.checkpoint_dir),
+                       init_weights=Path(args.init) if args.init else None, loss_curve=Path(args.curve) if args.curve else None)
+    try:
+        train_stage(paths, stage, settings["model"], settings["training"], settings["diffusion"], settings.get("metadata"))
+    except TrainingInterrupted as exc:
+        log.warning("%s", exc)
+        return INTERRUPTED_EXIT_CODE
+    return 0
+
+
 def cmd_info(args) -> int:
     from hsrdiff.io import open_h5
 
@@ -127,6 +170,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = stage("patches", cmd_patches, "cut training patches for one patch size")
     p.add_argument("--patch-size", required=True, help="patch side in pixels, or 'full'")
     p.add_argument("--inputs", nargs="*", type=Path, help="degraded training scenes (default: the workflow's paths)")
+
+    p = sub.add_parser("train", help="train one stage of the progressive schedule (resumes from its checkpoints)")
+    p.add_argument("--config", default="config/config.yaml", help="configuration file (default: %(default)s)")
+    p.add_argument("--dataset", help="registry entry (with --config)")
+    p.add_argument("--stage", help="stage name from training.stages (with --config)")
+    p.add_argument("--settings", help="JSON of {stage, model, training, diffusion, metadata} instead of --config (the workflow's way)")
+    p.add_argument("--patches", type=Path, help="patch file of the stage's patch size")
+    p.add_argument("--out", type=Path, help="final weights file")
+    p.add_argument("--checkpoint-dir", type=Path, help="folder of resumable checkpoints and the CSV log")
+    p.add_argument("--init", type=Path, help="weights of the previous stage")
+    p.add_argument("--curve", type=Path, help="loss-curve PNG")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("info", help="print the datasets and attributes of an HDF5 file")
     p.add_argument("file", type=Path)

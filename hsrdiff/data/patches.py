@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from hsrdiff.degradation import PSF
 from hsrdiff.errors import DataError
 from hsrdiff.io import atomic_h5, open_h5, require, write_attrs
 
@@ -44,7 +45,8 @@ def _scene_shapes(paths: Sequence[Path]) -> list[dict]:
             if lr.shape[1] * ratio != gt.shape[1] or lr.shape[2] * ratio != gt.shape[2]:
                 raise DataError(f"{path}: lr_hsi {lr.shape} is not gt {gt.shape} divided by the ratio {ratio}")
             shapes.append({"path": path, "gt": gt.shape, "lr": lr.shape, "msi": msi.shape, "ratio": ratio,
-                           "srf_bands": fh.attrs.get("srf_bands", "")})
+                           "srf_bands": fh.attrs.get("srf_bands", ""), "psf_mode": fh.attrs.get("psf_mode", ""),
+                           "psf_offset": int(fh.attrs.get("psf_offset", 0))})
     first = shapes[0]
     for s in shapes[1:]:
         if (s["gt"][0], s["msi"][0], s["ratio"]) != (first["gt"][0], first["msi"][0], first["ratio"]):
@@ -123,7 +125,7 @@ def extract_patches(
         write_attrs(out, {
             "patch_size": str(patch_size), "patch_height": ph, "patch_width": pw, "ratio": ratio,
             "stride": f"{stride_h}x{stride_w}", "scenes": ",".join(s["path"].stem for s in shapes),
-            "srf_bands": shapes[0]["srf_bands"],
+            "srf_bands": shapes[0]["srf_bands"], "psf_mode": shapes[0]["psf_mode"], "psf_offset": shapes[0]["psf_offset"],
         })
     summary = {"patches": n, "patch": (ph, pw), "stride": (stride_h, stride_w), "scenes": len(shapes)}
     log.info("wrote %s: %s", out_path, summary)
@@ -164,16 +166,28 @@ class PatchDataset(Dataset):
         state["_fh"] = None
         return state
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, index) -> dict[str, torch.Tensor]:
+        """``index``: an int, or ``(int, rot, flip)`` to choose the transform (reproducible training)."""
+        rot, flip = None, None
+        if isinstance(index, (tuple, list)):
+            index, rot, flip = int(index[0]), int(index[1]), bool(index[2])
         if not 0 <= index < self._len:
             raise IndexError(f"patch index {index} out of range 0..{self._len - 1}")
         fh = self._file()
         item = {key: torch.from_numpy(fh[key][index]) for key in KEYS}
-        if self.augment:
+        if rot is None and self.augment:
             rot = int(torch.randint(0, 4 if self.square else 1, ()).item())
             flip = bool(torch.randint(0, 2, ()).item())
-            item = {key: dihedral(value, rot, flip) for key, value in item.items()}
+        if rot or flip:
+            item = {key: dihedral(value, rot if self.square else 0, flip) for key, value in item.items()}
         return item
+
+    def operators(self) -> tuple[PSF, np.ndarray]:
+        """The PSF and SRF the patches were simulated with (for the loss's observation terms)."""
+        with open_h5(self.path) as fh:
+            kernel, srf = require(fh, "psf", ndim=2)[()], require(fh, "srf", ndim=2)[()]
+            mode, offset = str(fh.attrs["psf_mode"]), int(fh.attrs["psf_offset"])
+        return PSF(kernel=kernel, ratio=self.ratio, mode=mode, offset=offset), srf
 
 
 def dihedral(x: torch.Tensor, rot: int, flip: bool) -> torch.Tensor:

@@ -1,0 +1,23 @@
+"""The training loss of METHOD.md §3 on the [0, 1] data scale:
+
+L = |x0_hat - X|_1 + lambda_lr |(x0_hat * psf) down_ratio - lr_hsi|_1 + lambda_msi |srf x0_hat - hr_msi|_1
+
+The observation terms re-apply the very degradation of the data stage (hsrdiff.degradation).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from hsrdiff.degradation import PSF, spatial_degrade, spectral_degrade
+
+
+def fusion_loss(x0_hat: torch.Tensor, gt: torch.Tensor, lr_hsi: torch.Tensor, hr_msi: torch.Tensor,
+                psf: PSF, srf: torch.Tensor, lambda_lr: float = 1.0, lambda_msi: float = 1.0) -> dict[str, torch.Tensor]:
+    """All tensors on the [0, 1] scale; returns the total and each term (scalars)."""
+    terms = {"l1": F.l1_loss(x0_hat, gt)}
+    terms["lr_term"] = F.l1_loss(spatial_degrade(x0_hat, psf), lr_hsi) if lambda_lr else x0_hat.new_zeros(())
+    terms["msi_term"] = F.l1_loss(spectral_degrade(x0_hat, srf), hr_msi) if lambda_msi else x0_hat.new_zeros(())
+    terms["loss"] = terms["l1"] + lambda_lr * terms["lr_term"] + lambda_msi * terms["msi_term"]
+    return terms

@@ -1,0 +1,305 @@
+"""CDFormer (METHOD.md §4) and the ablation variants that share its interface.
+
+Every network here is a denoiser ``f(x_t, sqrt_gamma, lr_hsi, hr_msi) -> x0_hat`` split in two:
+
+- ``encode(lr_hsi, hr_msi) -> Condition``: everything that depends on the observations only (the
+  SR stream's hierarchical features ``F_k``), computed once per image;
+- ``denoise(x_t, noise_level, condition) -> x0_hat``: one refinement step's prediction.
+
+Images are (batch, bands, height, width) in the diffusion's [-1, 1] range. Inputs whose size is
+not a multiple of the window are padded (reflect) and the prediction cropped back. The networks
+know nothing of noise schedules: they see only the noise level sqrt(gamma).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hsrdiff.models.blocks import (
+    ConvBlock,
+    GatedFFN,
+    LayerNorm2d,
+    NoiseLevelEmbedding,
+    SpectralAttention,
+    WindowAttention,
+    WindowCrossAttention,
+)
+
+VARIANTS = ("cdformer", "no-sr-stream", "cnn", "u-net")
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a network (stored in every checkpoint and weights file)."""
+
+    hsi_bands: int
+    msi_bands: int
+    variant: str = "cdformer"
+    channels: int = 32
+    depth: int = 4
+    heads: int = 2
+    window: int = 8
+    ffn_expansion: float = 2.66
+    noise_embedding_scale: float = 5000.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        return cls(**data)
+
+
+@dataclass
+class Condition:
+    """What ``encode`` computes once per image and every ``denoise`` call reuses.
+
+    ``lr_up``: the bicubic-upsampled LR-HSI (B, L, Hp, Wp), padded; ``inputs``: concat(lr_up,
+    hr_msi) padded; ``features``: the SR stream's ``F_k`` (empty for variants without it);
+    ``size``: the unpadded (H, W).
+    """
+
+    lr_up: torch.Tensor
+    inputs: torch.Tensor
+    features: list[torch.Tensor] = field(default_factory=list)
+    size: tuple[int, int] = (0, 0)
+
+    def repeat(self, n: int) -> "Condition":
+        """The same condition for ``n`` samples of each image (batch grows n-fold)."""
+        rep = lambda t: t.repeat_interleave(n, dim=0)  # noqa: E731
+        return Condition(rep(self.lr_up), rep(self.inputs), [rep(f) for f in self.features], self.size)
+
+
+def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if not ph and not pw:
+        return x
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+class Denoiser(nn.Module):
+    """Shared encode/denoise plumbing: upsampling, padding, residual on the upsampled LR-HSI."""
+
+    pad_multiple: int = 1
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+
+    def encode(self, lr_hsi: torch.Tensor, hr_msi: torch.Tensor) -> Condition:
+        size = tuple(hr_msi.shape[-2:])
+        lr_up = F.interpolate(lr_hsi, size=size, mode="bicubic", align_corners=False)
+        lr_up = _pad_to_multiple(lr_up, self.pad_multiple)
+        inputs = torch.cat([lr_up, _pad_to_multiple(hr_msi, self.pad_multiple)], dim=1)
+        return Condition(lr_up, inputs, self._features(inputs), size)
+
+    def denoise(self, x_t: torch.Tensor, noise_level: torch.Tensor, features: Condition) -> torch.Tensor:
+        h, w = features.size
+        x = _pad_to_multiple(x_t, self.pad_multiple)
+        x0_hat = self._residual(x, noise_level, features) + features.lr_up
+        return x0_hat[..., :h, :w]
+
+    def forward(self, x_t, noise_level, lr_hsi, hr_msi) -> torch.Tensor:
+        return self.denoise(x_t, noise_level, self.encode(lr_hsi, hr_msi))
+
+    def second_half_parameters(self) -> list[nn.Parameter]:
+        """The parameters the paper's last (full-image) stage trains; the rest stay frozen."""
+        raise NotImplementedError
+
+    def _features(self, inputs: torch.Tensor) -> list[torch.Tensor]:
+        return []
+
+    def _residual(self, x: torch.Tensor, noise_level: torch.Tensor, cond: Condition) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class S2TL(nn.Module):
+    """Spatio-spectral transformer layer: window attention, spectral attention, gated FFN.
+
+    With ``conv=True`` (the CDCNN ablation) the layer is a residual conv block instead.
+    """
+
+    def __init__(self, cfg: ModelConfig, shift: bool, conv: bool = False):
+        super().__init__()
+        c = cfg.channels
+        self.conv = ConvBlock(c) if conv else None
+        if not conv:
+            self.norm1, self.spatial = LayerNorm2d(c), WindowAttention(c, cfg.heads, cfg.window, shift)
+            self.norm2, self.spectral = LayerNorm2d(c), SpectralAttention(c, cfg.heads)
+            self.norm3, self.ffn = LayerNorm2d(c), GatedFFN(c, cfg.ffn_expansion)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.conv is not None:
+            return self.conv(x)
+        x = x + self.spatial(self.norm1(x))
+        x = x + self.spectral(self.norm2(x))
+        return x + self.ffn(self.norm3(x))
+
+
+class NCS2TL(nn.Module):
+    """Noise-aware conditional S2TL: noise FiLM, the SR feature ``F_k`` merged in, cross-attention
+    to ``F_k``, then an S2TL.
+
+    ``F_k`` enters twice (ours): added through a 1x1 projection, then attended to. At high noise
+    the denoising features carry no image content, so their queries cannot tell the pixels of a
+    window apart and cross-attention alone passes only a per-window mix of ``F_k``; the additive
+    path gives every pixel its own feature. In the CNN ablation the projection is the only path.
+    """
+
+    def __init__(self, cfg: ModelConfig, shift: bool, cross: bool = True, conv: bool = False):
+        super().__init__()
+        c = cfg.channels
+        self.film = nn.Linear(c, 2 * c)
+        self.inject = nn.Conv2d(c, c, 1) if cross else None
+        self.cross = None
+        if cross and not conv:
+            self.norm_q, self.norm_kv = LayerNorm2d(c), LayerNorm2d(c)
+            self.cross = WindowCrossAttention(c, cfg.heads, cfg.window, shift)
+        self.layer = S2TL(cfg, shift, conv=conv)
+
+    def forward(self, x: torch.Tensor, embedding: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        scale, shift = self.film(embedding)[..., None, None].chunk(2, dim=1)
+        x = x * (1 + scale) + shift
+        if self.inject is not None:
+            x = x + self.inject(context)
+        if self.cross is not None:
+            x = x + self.cross(self.norm_q(x), self.norm_kv(context))
+        return self.layer(x)
+
+
+class CDFormer(Denoiser):
+    """Two streams of ``depth`` layers: the SR stream (S2TLs on the observations) and the
+    denoising stream (NC-S2TLs on x_t, each attending to the SR stream's feature of its depth).
+
+    ``variant``: "cdformer"; "no-sr-stream" (C-w/o-SR: observations concatenated to x_t, no SR
+    stream, no cross-attention); "cnn" (CDCNN: every S2TL a residual conv block).
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config)
+        cfg, c, k = config, config.channels, config.depth
+        conv = cfg.variant == "cnn"
+        self.has_sr_stream = cfg.variant != "no-sr-stream"
+        self.pad_multiple = 1 if conv else cfg.window
+        cond_bands = cfg.hsi_bands + cfg.msi_bands
+        if self.has_sr_stream:
+            self.sr_embed = nn.Conv2d(cond_bands, c, 3, padding=1)
+            self.sr_layers = nn.ModuleList(S2TL(cfg, shift=bool(i % 2), conv=conv) for i in range(k))
+            dn_in = cfg.hsi_bands
+        else:
+            dn_in = cfg.hsi_bands + cond_bands
+        self.noise_embedding = NoiseLevelEmbedding(c, cfg.noise_embedding_scale)
+        self.dn_embed = nn.Conv2d(dn_in, c, 3, padding=1)
+        self.dn_layers = nn.ModuleList(
+            NCS2TL(cfg, shift=bool(i % 2), cross=self.has_sr_stream, conv=conv) for i in range(k)
+        )
+        self.reconstruct = nn.Conv2d(c, cfg.hsi_bands, 3, padding=1)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # Swin's initialisation of linear layers: with PyTorch's default (larger) weights the
+        # attention branches scramble the features at first and the demo-sized model learns
+        # several times slower.
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        # Noise modulation and the residual branch start at zero: the network begins as the
+        # upsampled LR-HSI.
+        for layer in self.dn_layers:
+            nn.init.zeros_(layer.film.weight)
+            nn.init.zeros_(layer.film.bias)
+        nn.init.zeros_(self.reconstruct.weight)
+        nn.init.zeros_(self.reconstruct.bias)
+
+    def _features(self, inputs: torch.Tensor) -> list[torch.Tensor]:
+        if not self.has_sr_stream:
+            return []
+        feats, f = [], self.sr_embed(inputs)
+        for layer in self.sr_layers:
+            f = layer(f)
+            feats.append(f)
+        return feats
+
+    def _residual(self, x: torch.Tensor, noise_level: torch.Tensor, cond: Condition) -> torch.Tensor:
+        emb = self.noise_embedding(noise_level)
+        h = self.dn_embed(x if self.has_sr_stream else torch.cat([x, cond.inputs], dim=1))
+        for k, layer in enumerate(self.dn_layers):
+            h = layer(h, emb, cond.features[k] if self.has_sr_stream else None)
+        return self.reconstruct(h)
+
+    def second_half_parameters(self) -> list[nn.Parameter]:
+        half = self.config.depth // 2
+        modules = [*self.dn_layers[half:], self.reconstruct]
+        if self.has_sr_stream:
+            modules += list(self.sr_layers[half:])
+        return [p for m in modules for p in m.parameters()]
+
+
+class _FiLMResBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, c_emb: int):
+        super().__init__()
+        self.norm1, self.conv1 = nn.GroupNorm(min(8, c_in), c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.film = nn.Linear(c_emb, 2 * c_out)
+        self.norm2, self.conv2 = nn.GroupNorm(min(8, c_out), c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x, emb):
+        h = self.conv1(F.silu(self.norm1(x)))
+        scale, shift = self.film(emb)[..., None, None].chunk(2, dim=1)
+        h = self.norm2(h) * (1 + scale) + shift
+        return self.skip(x) + self.conv2(F.silu(h))
+
+
+class UNet(Denoiser):
+    """SR3-style conv U-Net on concat(x_t, upsampled LR-HSI, HR-MSI) (the "u-net" ablation).
+
+    Two resolutions below the input (channels C, 2C, 4C), one FiLM res-block per level and way.
+    """
+
+    pad_multiple = 4
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config)
+        c = config.channels
+        self.noise_embedding = NoiseLevelEmbedding(c, config.noise_embedding_scale)
+        self.inp = nn.Conv2d(2 * config.hsi_bands + config.msi_bands, c, 3, padding=1)
+        widths = (c, 2 * c, 4 * c)
+        self.down = nn.ModuleList(_FiLMResBlock(widths[i], widths[i], c) for i in range(3))
+        self.downsample = nn.ModuleList(nn.Conv2d(widths[i], widths[i + 1], 3, stride=2, padding=1) for i in range(2))
+        self.mid = _FiLMResBlock(widths[2], widths[2], c)
+        self.upsample = nn.ModuleList(nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in range(2))
+        self.up = nn.ModuleList(_FiLMResBlock(2 * widths[i], widths[i], c) for i in range(2))
+        self.out = nn.Sequential(nn.GroupNorm(min(8, c), c), nn.SiLU(), nn.Conv2d(c, config.hsi_bands, 3, padding=1))
+        nn.init.zeros_(self.out[-1].weight)
+        nn.init.zeros_(self.out[-1].bias)
+
+    def _residual(self, x, noise_level, cond):
+        emb = self.noise_embedding(noise_level)
+        h = self.inp(torch.cat([x, cond.inputs], dim=1))
+        skips = []
+        for i in range(2):
+            h = self.down[i](h, emb)
+            skips.append(h)
+            h = self.downsample[i](h)
+        h = self.mid(self.down[2](h, emb), emb)
+        for i in (1, 0):
+            h = self.up[i](torch.cat([self.upsample[i](h), skips[i]], dim=1), emb)
+        return self.out(h)
+
+    def second_half_parameters(self):
+        modules = [self.mid, *self.upsample, *self.up, self.out]
+        return [p for m in modules for p in m.parameters()]
+
+
+def build_model(config: ModelConfig) -> Denoiser:
+    if config.variant not in VARIANTS:
+        raise ValueError(f"unknown model variant '{config.variant}'; expected one of {', '.join(VARIANTS)}")
+    return UNet(config) if config.variant == "u-net" else CDFormer(config)

@@ -1,0 +1,1 @@
+"""Training: the loop of one stage, checkpoints, EMA and distributed set-up."""
