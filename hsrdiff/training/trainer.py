@@ -147,6 +147,7 @@ def train_stage(
     psf, srf = dataset.operators()
     first = dataset[0]
     mc = ModelConfig(hsi_bands=first["gt"].shape[0], msi_bands=first["hr_msi"].shape[0], **model_cfg)
+    torch.manual_seed(seed)  # the initial weights: part of what the seed makes reproducible
     model = build_model(mc)
     if paths.init_weights is not None:
         blob = load_file(paths.init_weights)
@@ -214,6 +215,7 @@ def train_stage(
     every_ckpt, every_log = int(training["checkpoint_every"]), int(training["log_every"])
     model.train()
     t_log, n_log, t0 = time.perf_counter(), 0, time.perf_counter()
+    sums, n_steps = dict.fromkeys(("loss", "l1", "lr_term", "msi_term"), 0.0), 0
     step = start
     with _StopFlag() as stop:
         for batch_data in loader:
@@ -236,17 +238,22 @@ def train_stage(
             step += 1
             ema.update(model, step)
             n_log += local * info.world_size
+            for k in sums:
+                sums[k] += terms[k].detach()  # no .item(): a GPU sync every step
+            n_steps += 1
             if progress is not None:
                 progress.update(1)
                 progress.set_postfix(loss=f"{terms['loss'].item():.4f}")
             if info.is_main and (step % every_log == 0 or step == iterations):
                 now = time.perf_counter()
-                row = {"step": step, **{k: f"{terms[k].item():.6g}" for k in ("loss", "l1", "lr_term", "msi_term")},
+                # Means over the interval: single-batch losses swing with the sampled noise level.
+                row = {"step": step, **{k: f"{float(v) / n_steps:.6g}" for k, v in sums.items()},
                        "learning_rate": optimizer.param_groups[0]["lr"], "patches_per_s": f"{n_log / (now - t_log):.2f}",
                        "elapsed_s": f"{now - t0:.1f}"}
                 _append_csv(csv_path, row)
                 log.info("stage %s step %d/%d loss %s (%s patches/s)", name, step, iterations, row["loss"], row["patches_per_s"])
-                t_log, n_log = now, 0
+                t_log, n_log, n_steps = now, 0, 0
+                sums = dict.fromkeys(sums, 0.0)
             if distributed.any_rank(stop.raised is not None, info):
                 checkpoint(step)
                 distributed.teardown()

@@ -1,4 +1,7 @@
 # Configuration, wildcard constraints and every input/param function of the rules.
+import json
+import sys
+
 from snakemake.utils import validate
 
 from hsrdiff.data.registry import DatasetSpec
@@ -38,11 +41,12 @@ def train_degraded(wildcards):
 
 
 def all_inputs(wildcards):
-    """Targets of `all`: training patches of every stage and the degraded test scenes."""
+    """Targets of `all`: patches, degraded test scenes and the last training stage's weights."""
     targets = []
     for spec in SPECS.values():
         targets += [str(spec.patches_path(size)) for size in PATCH_SIZES]
         targets += [str(spec.degraded_path(scene)) for scene in spec.test_scenes]
+        targets.append(final_weights(spec))
     return targets
 
 
@@ -53,3 +57,44 @@ def download_source(wildcards):
 
 def generator_settings(wildcards):
     return spec_of(wildcards).source["generate"]
+
+
+# -- training ----------------------------------------------------------------------------------------
+def train_inputs(index):
+    """Input function of stage ``index``: its patch file and the previous stage's weights."""
+
+    def inputs(wildcards):
+        spec = spec_of(wildcards)
+        found = {"patches": str(spec.patches_path(STAGES[index]["patch_size"]))}
+        if index > 0:
+            found["init"] = str(spec.weights_path(STAGES[index - 1]["name"]))
+        return found
+
+    return inputs
+
+
+def train_settings(index):
+    """The JSON the training command reads: stage, model, training and diffusion settings."""
+
+    def settings(wildcards):
+        from hsrdiff.cli import training_settings
+
+        return json.dumps(training_settings(config, spec_of(wildcards), STAGES[index]["name"]))
+
+    return settings
+
+
+def init_argument(wildcards, input):
+    return f"--init {input.init}" if "init" in input.keys() else ""
+
+
+def train_launcher(wildcards, resources):
+    """One process, or torchrun with one process per GPU when a rule asks for several."""
+    gpus = int(getattr(resources, "gpu", 0) or 0)
+    if gpus > 1:
+        return f"{sys.executable} -m torch.distributed.run --standalone --nproc_per_node={gpus}"
+    return sys.executable
+
+
+def final_weights(spec):
+    return str(spec.weights_path(STAGES[-1]["name"]))

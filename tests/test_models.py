@@ -1,0 +1,104 @@
+"""Networks: shapes and gradients of every variant, padding, window locality, encode-once."""
+
+import pytest
+import torch
+
+from hsrdiff.models import VARIANTS, ModelConfig, build_model
+from hsrdiff.models.blocks import WindowAttention, WindowCrossAttention
+
+
+def tiny(variant, hsi_bands, msi_bands):
+    return build_model(ModelConfig(hsi_bands, msi_bands, variant=variant, channels=8, depth=2, heads=2, window=4))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("bands,msi_bands,ratio,size", [(31, 3, 4, (12, 20)), (103, 4, 4, (16, 16)), (110, 8, 2, (10, 14))])
+def test_shapes_and_gradients(variant, bands, msi_bands, ratio, size):
+    torch.manual_seed(0)
+    model = tiny(variant, bands, msi_bands)
+    h, w = size
+    lr_hsi = torch.randn(2, bands, h // ratio, w // ratio)
+    hr_msi = torch.randn(2, msi_bands, h, w)
+    x_t = torch.randn(2, bands, h, w, requires_grad=True)
+    out = model(x_t, torch.rand(2), lr_hsi, hr_msi)
+    assert out.shape == (2, bands, h, w)
+    # the residual branch starts at zero: the untrained network returns the upsampled LR-HSI
+    up = torch.nn.functional.interpolate(lr_hsi, size=(h, w), mode="bicubic", align_corners=False)
+    torch.testing.assert_close(out, up)
+    (out - up.roll(1, -1)).abs().mean().backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None and p.grad.abs().sum() > 0]
+    assert grads, "no parameter receives a gradient"
+    # after one optimisation step every parameter of the network is reachable
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    opt.step()
+    opt.zero_grad()
+    model(x_t, torch.rand(2), lr_hsi, hr_msi).square().mean().backward()
+    dead = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not dead, dead
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_encode_once_denoise_many_equals_forward(variant):
+    torch.manual_seed(1)
+    model = tiny(variant, 6, 3).eval()
+    for p in model.parameters():  # a non-trivial network
+        torch.nn.init.normal_(p, std=0.05)
+    lr_hsi, hr_msi = torch.randn(1, 6, 3, 5), torch.randn(1, 3, 9, 15)
+    cond = model.encode(lr_hsi, hr_msi)
+    for level in (0.1, 0.9):
+        x_t, sg = torch.randn(1, 6, 9, 15), torch.tensor([level])
+        torch.testing.assert_close(model.denoise(x_t, sg, cond), model(x_t, sg, lr_hsi, hr_msi))
+    assert cond.repeat(3).inputs.shape[0] == 3
+
+
+def test_window_attention_stays_inside_windows():
+    torch.manual_seed(2)
+    attn = WindowAttention(8, 2, window=4, shift=False).eval()
+    x = torch.randn(1, 8, 8, 8)
+    y = x.clone()
+    y[..., 6, 6] += 10.0  # a pixel of the bottom-right window
+    diff = (attn(y) - attn(x)).abs().sum(1)[0]
+    assert diff[:4, :].max() == 0 and diff[:, :4].max() == 0
+    assert diff[4:, 4:].max() > 0
+
+
+def test_shifted_windows_mix_neighbours_but_not_wrapped_borders():
+    torch.manual_seed(3)
+    attn = WindowAttention(8, 2, window=4, shift=True).eval()
+    x = torch.randn(1, 8, 8, 8)
+    y = x.clone()
+    y[..., 3, 3] += 10.0  # the shifted window covering rows/cols 2..5 holds it
+    diff = (attn(y) - attn(x)).abs().sum(1)[0]
+    assert diff[2:6, 2:6].min() > 0
+    assert diff[6:, :].max() == 0 and diff[:, 6:].max() == 0 and diff[:2, :].max() == 0
+    # a pixel at the bottom edge must not reach the top edge through the cyclic shift
+    y = x.clone()
+    y[..., 7, 7] += 10.0
+    diff = (attn(y) - attn(x)).abs().sum(1)[0]
+    assert diff[:2, :].max() == 0 and diff[:, :2].max() == 0
+    assert len(attn._mask_cache) == 1
+    attn(torch.randn(1, 8, 8, 12))
+    assert len(attn._mask_cache) == 2  # one mask per input size
+
+
+def test_cross_attention_reads_only_its_window_of_the_context():
+    torch.manual_seed(4)
+    cross = WindowCrossAttention(8, 2, window=4).eval()
+    x, ctx = torch.randn(1, 8, 8, 8), torch.randn(1, 8, 8, 8)
+    ctx2 = ctx.clone()
+    ctx2[..., 0, 0] += 10.0
+    diff = (cross(x, ctx2) - cross(x, ctx)).abs().sum(1)[0]
+    assert diff[:4, :4].min() > 0 and diff[4:, :].max() == 0 and diff[:, 4:].max() == 0
+
+
+def test_second_half_is_a_proper_subset():
+    model = tiny("cdformer", 6, 3)
+    half = {id(p) for p in model.second_half_parameters()}
+    every = {id(p) for p in model.parameters()}
+    assert half < every and len(half) > 0
+    assert id(model.reconstruct.weight) in half and id(model.dn_embed.weight) not in half
+
+
+def test_unknown_variant_is_refused():
+    with pytest.raises(ValueError, match="unknown model variant 'transformer'"):
+        build_model(ModelConfig(6, 3, variant="transformer"))

@@ -1,0 +1,213 @@
+"""Training: overfitting, a short demo run beats bicubic, exact resume after a kill, DDP, frozen half."""
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import make_config
+from hsrdiff.data.demo import generate_demo
+from hsrdiff.data.patches import PatchDataset, extract_patches
+from hsrdiff.data.prepare import prepare_scene
+from hsrdiff.data.registry import DatasetSpec
+from hsrdiff.data.simulate import degrade_scene
+from hsrdiff.degradation import spatial_degrade, spectral_degrade
+from hsrdiff.diffusion import Schedule, fusion_loss, to_data_range, to_model_range
+from hsrdiff.io import read_arrays
+from hsrdiff.models import ModelConfig, build_model
+from hsrdiff.sampling import fuse
+from hsrdiff.training.checkpoint import latest_checkpoint, load_file, load_weights
+from hsrdiff.training.trainer import INTERRUPTED_EXIT_CODE, StagePaths, train_stage
+
+TINY_MODEL = {"variant": "cdformer", "channels": 16, "depth": 2, "heads": 2, "window": 8,
+              "ffn_expansion": 2.0, "noise_embedding_scale": 5000.0}
+
+
+def training_defaults(**kw):
+    from hsrdiff.config import validate_config
+
+    config = validate_config({})
+    training = {k: v for k, v in config["training"].items() if k != "stages"}
+    training.update({"log_every": 1, "checkpoint_every": 5, **kw})
+    return training, config["diffusion"]
+
+
+@pytest.fixture(scope="module")
+def demo_data(tmp_path_factory):
+    """A small demo dataset run through the data stages: 4 train and 1 test scene of 64x64."""
+    root = tmp_path_factory.mktemp("demo")
+    settings = {"seed": 5, "n_train": 4, "n_test": 1, "size": 64, "n_endmembers": 6}
+    generate_demo(settings, root / "scenes.h5")
+    entry = {"source": {"path": str(root / "scenes.h5")}, "reader": "hdf5", "variable": "scenes/{scene}",
+             "axis_order": "bhw", "wavelengths": {"variable": "wavelengths"}, "scale": 1.0, "ratio": 4,
+             "srf": "nikon_d700", "scenes": {"train": [f"train_{i:02d}" for i in range(4)], "test": ["test_00"]}}
+    spec = DatasetSpec.from_config(make_config({"demo": entry}), "demo")
+    for scene in spec.train_scenes + spec.test_scenes:
+        prepare_scene(spec, scene, root / f"{scene}_prep.h5")
+        degrade_scene(spec, scene, root / f"{scene}_prep.h5", root / f"{scene}.h5")
+    extract_patches([root / f"{s}.h5" for s in spec.train_scenes], 32, root / "p32.h5", stride_fraction=0.25)
+    return root
+
+
+def run_train_cli(tmp_path, patches, stage, training, diffusion, out, ckpt, launcher=None, wait=True, init=None):
+    settings = {"stage": stage, "model": TINY_MODEL, "training": training, "diffusion": diffusion, "metadata": {"dataset": "t"}}
+    cmd = [*(launcher or [sys.executable]), "-m", "hsrdiff.cli", "train", "--settings", json.dumps(settings),
+           "--patches", str(patches), "--out", str(out), "--checkpoint-dir", str(ckpt)]
+    if init:
+        cmd += ["--init", str(init)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
+    if wait:
+        out_text, _ = proc.communicate(timeout=300)
+        return proc.returncode, out_text
+    return proc
+
+
+def test_tiny_model_overfits_one_batch(demo_data):
+    ds = PatchDataset(demo_data / "p32.h5")
+    psf, srf = ds.operators()
+    srf = torch.as_tensor(srf)
+    # Two 16x16 crops with observations simulated from the crops themselves, so that a perfect
+    # fit makes every term of the loss zero.
+    gt = torch.stack([ds[i]["gt"][:, :16, :16] for i in (0, len(ds) // 2)])
+    lr_hsi, hr_msi = spatial_degrade(gt, psf), spectral_degrade(gt, srf)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(31, 3, channels=32, depth=2, heads=2, window=8))
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    losses = []
+    for _ in range(600):
+        x0_hat = to_data_range(model(torch.zeros_like(gt), torch.zeros(2), to_model_range(lr_hsi), to_model_range(hr_msi)))
+        loss = fusion_loss(x0_hat, gt, lr_hsi, hr_msi, psf, srf)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[0] / np.mean(losses[-10:]) > 10, (losses[0], losses[-10:])
+
+
+def _psnr(a, b):
+    return float(np.mean([10 * np.log10(1 / np.mean((a[i] - b[i]) ** 2)) for i in range(a.shape[0])]))
+
+
+@pytest.mark.slow
+def test_short_demo_training_beats_bicubic_on_a_held_out_scene(demo_data, tmp_path):
+    training, diffusion = training_defaults(log_every=20, checkpoint_every=100)
+    stage = {"name": "s1", "patch_size": 32, "batch_size": 8, "iterations": 300, "learning_rate": 1e-3, "trainable": "all"}
+    paths = StagePaths(demo_data / "p32.h5", tmp_path / "w.pt", tmp_path / "ckpt", loss_curve=tmp_path / "loss.png")
+    train_stage(paths, stage, {**TINY_MODEL, "channels": 32}, training, diffusion)
+    assert (tmp_path / "loss.png").stat().st_size > 1000
+    model, blob = load_weights(tmp_path / "w.pt")
+    assert blob["stage"] == "s1" and blob["mode"] == "diffusion" and blob["model_config"]["channels"] == 32
+
+    test = read_arrays(demo_data / "test_00.h5", "gt", "lr_hsi", "hr_msi")
+    lr_hsi, hr_msi = torch.from_numpy(test["lr_hsi"])[None], torch.from_numpy(test["hr_msi"])[None]
+    bicubic = F.interpolate(lr_hsi, size=hr_msi.shape[-2:], mode="bicubic", align_corners=False)[0].clamp(0, 1).numpy()
+    schedule = Schedule.from_config({"steps": 25, "beta_start": 1e-4, "beta_end": 0.4})
+    fused = fuse(model, lr_hsi, hr_msi, schedule, torch.Generator().manual_seed(0))[0].numpy()
+    gain = _psnr(fused, test["gt"]) - _psnr(bicubic, test["gt"])
+    assert gain > 1.0, gain
+
+
+def _wait_for_step(csv_path, step, proc, timeout=120):
+    start = time.time()
+    while time.time() - start < timeout:
+        if csv_path.exists():
+            rows = csv_path.read_text().strip().splitlines()[1:]
+            if rows and int(rows[-1].split(",")[0]) >= step:
+                return
+        if proc.poll() is not None:
+            raise AssertionError(f"training ended before step {step}: {proc.communicate()[0][-2000:]}")
+        time.sleep(0.02)
+    raise AssertionError(f"step {step} not reached in {timeout} s")
+
+
+@pytest.mark.slow
+def test_resume_after_signal_and_after_kill_gives_the_same_weights(demo_data, tmp_path):
+    training, diffusion = training_defaults()
+    stage = {"name": "s1", "patch_size": 32, "batch_size": 4, "iterations": 60, "learning_rate": 1e-3, "trainable": "all"}
+    patches = demo_data / "p32.h5"
+
+    rc, out = run_train_cli(tmp_path, patches, stage, training, diffusion, tmp_path / "a.pt", tmp_path / "ckpt_a")
+    assert rc == 0, out
+
+    # SLURM's warning signal: a checkpoint at the current step, exit 75, and a rerun resumes.
+    proc = run_train_cli(tmp_path, patches, stage, training, diffusion, tmp_path / "b.pt", tmp_path / "ckpt_b", wait=False)
+    _wait_for_step(tmp_path / "ckpt_b" / "log.csv", 12, proc)
+    proc.send_signal(signal.SIGUSR1)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == INTERRUPTED_EXIT_CODE, out
+    assert not (tmp_path / "b.pt").exists()
+    stopped_at = load_file(latest_checkpoint(tmp_path / "ckpt_b"))["step"]
+    assert 12 <= stopped_at < 60
+    rc, out = run_train_cli(tmp_path, patches, stage, training, diffusion, tmp_path / "b.pt", tmp_path / "ckpt_b")
+    assert rc == 0 and f"(step {stopped_at} of 60)" in out, out
+
+    # A hard kill (no checkpoint at the kill): resume from the last periodic checkpoint.
+    proc = run_train_cli(tmp_path, patches, stage, training, diffusion, tmp_path / "c.pt", tmp_path / "ckpt_c", wait=False)
+    _wait_for_step(tmp_path / "ckpt_c" / "log.csv", 23, proc)
+    proc.kill()
+    proc.communicate()
+    resumed_from = load_file(latest_checkpoint(tmp_path / "ckpt_c"))["step"]
+    assert resumed_from % 5 == 0 and 20 <= resumed_from < 60
+    rc, out = run_train_cli(tmp_path, patches, stage, training, diffusion, tmp_path / "c.pt", tmp_path / "ckpt_c")
+    assert rc == 0, out
+
+    a = load_file(tmp_path / "a.pt")["state_dict"]
+    for other in ("b.pt", "c.pt"):
+        b = load_file(tmp_path / other)["state_dict"]
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=f"{other}: {key}")
+    rows = (tmp_path / "ckpt_c" / "log.csv").read_text().strip().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == list(range(1, 61))  # no step logged twice
+
+
+@pytest.mark.slow
+def test_ddp_with_two_processes_matches_one_process_on_the_combined_batch(demo_data, tmp_path):
+    training, diffusion = training_defaults(checkpoint_every=100)
+    stage = {"name": "s1", "patch_size": 32, "batch_size": 4, "iterations": 6, "learning_rate": 1e-3, "trainable": "all"}
+    patches = demo_data / "p32.h5"
+    rc, out = run_train_cli(tmp_path, patches, stage, training, diffusion, tmp_path / "single.pt", tmp_path / "ck1")
+    assert rc == 0, out
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    rc, out = run_train_cli(tmp_path, patches, stage, training, diffusion, tmp_path / "ddp.pt", tmp_path / "ck2", launcher=torchrun)
+    assert rc == 0, out
+    single, ddp = load_file(tmp_path / "single.pt")["state_dict"], load_file(tmp_path / "ddp.pt")["state_dict"]
+    for key in single:
+        torch.testing.assert_close(single[key], ddp[key], rtol=1e-4, atol=1e-5, msg=key)
+    torch.manual_seed(training["seed"])  # the trainer's initial weights
+    init = build_model(ModelConfig(31, 3, **TINY_MODEL)).state_dict()
+    moved = max((single[k] - init[k]).abs().max().item() for k in init if single[k].dtype.is_floating_point)
+    assert moved > 1e-3  # training changed the weights: the comparison is not between two inits
+
+
+def test_second_half_stage_leaves_the_first_half_untouched(demo_data, tmp_path):
+    training, diffusion = training_defaults(checkpoint_every=100, ema_decay=0.0)
+    first = {"name": "s1", "patch_size": 32, "batch_size": 2, "iterations": 3, "learning_rate": 1e-3, "trainable": "all"}
+    train_stage(StagePaths(demo_data / "p32.h5", tmp_path / "s1.pt", tmp_path / "c1"), first, TINY_MODEL, training, diffusion)
+    second = {**first, "name": "s2", "trainable": "second_half"}
+    train_stage(StagePaths(demo_data / "p32.h5", tmp_path / "s2.pt", tmp_path / "c2", init_weights=tmp_path / "s1.pt"),
+                second, TINY_MODEL, training, diffusion)
+    before, after = load_file(tmp_path / "s1.pt")["state_dict"], load_file(tmp_path / "s2.pt")["state_dict"]
+    model = build_model(ModelConfig(31, 3, **TINY_MODEL))
+    trained = {id(p) for p in model.second_half_parameters()}
+    names = {n for n, p in model.named_parameters() if id(p) in trained}
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and changed <= names, changed - names
+    assert "dn_embed.weight" not in changed and "reconstruct.weight" in changed
+
+
+def test_mismatched_checkpoint_is_refused(demo_data, tmp_path):
+    training, diffusion = training_defaults(checkpoint_every=1)
+    stage = {"name": "s1", "patch_size": 32, "batch_size": 2, "iterations": 2, "learning_rate": 1e-3, "trainable": "all"}
+    train_stage(StagePaths(demo_data / "p32.h5", tmp_path / "w.pt", tmp_path / "c"), stage, TINY_MODEL, training, diffusion)
+    bigger = {**TINY_MODEL, "channels": 32}
+    with pytest.raises(Exception, match="checkpoint of another stage or model"):
+        train_stage(StagePaths(demo_data / "p32.h5", tmp_path / "w2.pt", tmp_path / "c"), stage, bigger, training, diffusion)
