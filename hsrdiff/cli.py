@@ -132,6 +132,16 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_bench_train(args) -> int:
+    import torch
+
+    from hsrdiff.bench import run
+
+    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    run(args.widths, args.sizes, args.batch, args.steps, device)
+    return 0
+
+
 def cmd_info(args) -> int:
     from hsrdiff.io import open_h5
 
@@ -182,6 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", type=Path, help="weights of the previous stage")
     p.add_argument("--curve", type=Path, help="loss-curve PNG")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("bench-train", help="print training patches/s and peak memory per width and patch size")
+    p.add_argument("--widths", type=int, nargs="+", default=[32, 256], help="channel widths (demo 32, paper 256)")
+    p.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128], help="patch sizes")
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up step")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.set_defaults(func=cmd_bench_train)
 
     p = sub.add_parser("info", help="print the datasets and attributes of an HDF5 file")
     p.add_argument("file", type=Path)

@@ -94,3 +94,18 @@ def test_cli_reports_config_errors_without_a_traceback(tmp_path, capsys, default
     assert "demo: 16 train, 4 test scenes, ratio 4" in capsys.readouterr().out
     with pytest.raises(ConfigError, match="configuration file not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("name", ["cave", "paviau", "chikusei"])
+def test_paper_configs_are_valid_overlays(name, default_config):
+    from hsrdiff.config import deep_merge
+
+    with open(REPO / "config" / "paper" / f"{name}.yaml") as fh:
+        overlay = yaml.safe_load(fh)
+    config = validate_config(deep_merge(default_config, overlay))
+    assert config["active_datasets"] == [name]
+    assert config["model"]["channels"] == 256
+    stages = config["training"]["stages"]
+    assert [s["batch_size"] for s in stages] == [4, 4, 2] and stages[-1]["trainable"] == "second_half"
+    ratio = config["datasets"][name]["ratio"]
+    assert all(s["patch_size"] == "full" or s["patch_size"] % ratio == 0 for s in stages)

@@ -102,3 +102,18 @@ def test_second_half_is_a_proper_subset():
 def test_unknown_variant_is_refused():
     with pytest.raises(ValueError, match="unknown model variant 'transformer'"):
         build_model(ModelConfig(6, 3, variant="transformer"))
+
+
+def test_activation_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(5)
+    model = tiny("cdformer", 6, 3)
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    args = (torch.randn(2, 6, 8, 8), torch.rand(2), torch.randn(2, 6, 4, 4), torch.randn(2, 3, 8, 8))
+    model(*args).square().mean().backward()
+    plain = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model.activation_checkpointing = True
+    model(*args).square().mean().backward()
+    for a, p in zip(plain, model.parameters()):
+        torch.testing.assert_close(a, p.grad)

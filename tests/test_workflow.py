@@ -8,6 +8,7 @@ from pathlib import Path
 
 import h5py
 import pytest
+import torch
 import yaml
 
 from conftest import REPO
@@ -29,10 +30,12 @@ def small_demo_config(default_config: dict) -> dict:
     config = copy.deepcopy(default_config)
     config["datasets"]["demo"]["source"]["generate"] = {"seed": 3, "n_train": 3, "n_test": 2, "size": 64}
     config["training"]["stages"] = [
-        {"name": "s1", "patch_size": 16},
-        {"name": "s2", "patch_size": 32},
-        {"name": "s3", "patch_size": "full", "trainable": "second_half"},
+        {"name": "s1", "patch_size": 16, "batch_size": 4, "iterations": 6},
+        {"name": "s2", "patch_size": 32, "batch_size": 2, "iterations": 4},
+        {"name": "s3", "patch_size": "full", "batch_size": 2, "iterations": 2, "trainable": "second_half"},
     ]
+    config["training"].update(checkpoint_every=2, log_every=1)
+    config["model"] = {"channels": 8, "depth": 2, "heads": 2, "window": 8}
     return config
 
 
@@ -45,7 +48,8 @@ def test_dry_run_of_the_default_config(tmp_path, default_config):
     result = run_snakemake(tmp_path, default_config, "-n", "--cores", "2")
     assert result.returncode == 0, result.stderr
     out = result.stdout + result.stderr
-    for rule, count in (("generate_demo", 1), ("prepare", 20), ("degrade", 20), ("patches", 3)):
+    for rule, count in (("generate_demo", 1), ("prepare", 20), ("degrade", 20), ("patches", 3),
+                        ("train_stage1", 1), ("train_stage2", 1), ("train_stage3", 1)):
         assert any(line.split()[:2] == [rule, str(count)] for line in out.splitlines()), (rule, out[-2000:])
 
 
@@ -66,7 +70,7 @@ def test_inactive_dataset_without_source_does_not_block_the_demo_but_active_one_
 
 
 @pytest.mark.slow
-def test_data_stages_run_on_a_small_demo(tmp_path, default_config):
+def test_data_and_training_stages_run_on_a_small_demo(tmp_path, default_config):
     result = run_snakemake(tmp_path, small_demo_config(default_config), "--cores", "2")
     assert result.returncode == 0, result.stderr[-4000:]
     res = tmp_path / "resources"
@@ -85,10 +89,19 @@ def test_data_stages_run_on_a_small_demo(tmp_path, default_config):
             assert fh["lr_hsi"].shape == (n, 31, lr, lr), name
             assert fh["hr_msi"].shape == (n, 3, hr, hr), name
             assert set(fh["scene_index"][()]) == {0, 1, 2}  # training scenes only
-    for rule in ("generate_demo", "prepare", "degrade", "patches"):
+    for rule in ("generate_demo", "prepare", "degrade", "patches", "train"):
         assert list((tmp_path / "logs" / rule).rglob("*.log")), rule
         assert list((tmp_path / "benchmarks" / rule).rglob("*.tsv")), rule
     assert not list(res.rglob("*.part"))
+
+    # Stages chain: each starts from the previous one's weights; checkpoints stay beside them.
+    models = tmp_path / "results" / "demo" / "models"
+    assert sorted(p.name for p in models.iterdir()) == ["s1.pt", "s1_loss.png", "s2.pt", "s2_loss.png", "s3.pt", "s3_loss.png"]
+    s3 = torch.load(models / "s3.pt", weights_only=False)
+    assert s3["stage"] == "s3" and s3["step"] == 2 and s3["model_config"]["channels"] == 8
+    assert "resuming" not in (tmp_path / "logs" / "train" / "demo" / "s2.log").read_text()
+    rows = (tmp_path / "results" / "demo" / "checkpoints" / "s1" / "log.csv").read_text().splitlines()
+    assert rows[0].startswith("step,loss") and len(rows) == 7
 
     # Nothing left to do; forcing one stage reruns it and what depends on it, nothing upstream.
     result = run_snakemake(tmp_path, small_demo_config(default_config), "-n", "--cores", "2")
@@ -97,3 +110,6 @@ def test_data_stages_run_on_a_small_demo(tmp_path, default_config):
     out = result.stdout + result.stderr
     assert any(line.split()[:2] == ["degrade", "5"] for line in out.splitlines()), out[-2000:]
     assert not any(line.split()[:1] == ["prepare"] for line in out.splitlines())
+    result = run_snakemake(tmp_path, small_demo_config(default_config), "-n", "--cores", "2", "--forcerun", "train_s2")
+    jobs = {line.split()[0] for line in (result.stdout + result.stderr).splitlines() if line.split()[1:2] == ["1"]}
+    assert jobs == {"train_s2", "train_s3", "all"}, jobs

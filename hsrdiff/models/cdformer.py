@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from hsrdiff.models.blocks import (
@@ -91,6 +92,14 @@ class Denoiser(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
+        # Recompute each layer's activations in the backward pass instead of storing them:
+        # what lets the paper's width train on full-resolution images (set by the trainer).
+        self.activation_checkpointing = False
+
+    def _run(self, layer: nn.Module, *args):
+        if self.activation_checkpointing and self.training and torch.is_grad_enabled():
+            return torch.utils.checkpoint.checkpoint(layer, *args, use_reentrant=False)
+        return layer(*args)
 
     def encode(self, lr_hsi: torch.Tensor, hr_msi: torch.Tensor) -> Condition:
         size = tuple(hr_msi.shape[-2:])
@@ -224,7 +233,7 @@ class CDFormer(Denoiser):
             return []
         feats, f = [], self.sr_embed(inputs)
         for layer in self.sr_layers:
-            f = layer(f)
+            f = self._run(layer, f)
             feats.append(f)
         return feats
 
@@ -232,7 +241,7 @@ class CDFormer(Denoiser):
         emb = self.noise_embedding(noise_level)
         h = self.dn_embed(x if self.has_sr_stream else torch.cat([x, cond.inputs], dim=1))
         for k, layer in enumerate(self.dn_layers):
-            h = layer(h, emb, cond.features[k] if self.has_sr_stream else None)
+            h = self._run(layer, h, emb, cond.features[k] if self.has_sr_stream else None)
         return self.reconstruct(h)
 
     def second_half_parameters(self) -> list[nn.Parameter]:

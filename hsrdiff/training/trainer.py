@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+import math
 import signal
 import sys
 import time
@@ -114,6 +115,13 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
+def stage_iterations(stage: Mapping[str, Any], n_patches: int) -> int:
+    """Steps of a stage: ``iterations``, or ``epochs`` passes over its patches when given."""
+    if stage.get("epochs"):
+        return max(1, math.ceil(float(stage["epochs"]) * n_patches / int(stage["batch_size"])))
+    return int(stage["iterations"])
+
+
 def _trainable(model, which: str) -> list[torch.nn.Parameter]:
     if which == "all":
         return list(model.parameters())
@@ -137,13 +145,14 @@ def train_stage(
     after writing a checkpoint when SIGTERM/SIGUSR1 arrives.
     """
     info = distributed.setup(training.get("device", "auto"))
-    name, iterations, batch = stage["name"], int(stage["iterations"]), int(stage["batch_size"])
+    name, batch = stage["name"], int(stage["batch_size"])
     if batch % info.world_size:
         raise ConfigError(f"stage {name}: batch_size {batch} is not divisible by the {info.world_size} processes")
     local = batch // info.world_size
     seed, mode = int(training["seed"]), training["mode"]
 
     dataset = PatchDataset(paths.patches)
+    iterations = stage_iterations(stage, len(dataset))
     psf, srf = dataset.operators()
     first = dataset[0]
     mc = ModelConfig(hsi_bands=first["gt"].shape[0], msi_bands=first["hr_msi"].shape[0], **model_cfg)
@@ -154,6 +163,7 @@ def train_stage(
         if blob["model_config"] != mc.to_dict():
             raise ConfigError(f"{paths.init_weights}: previous stage's model {blob['model_config']} differs from {mc.to_dict()}")
         model.load_state_dict(blob["state_dict"])
+    model.activation_checkpointing = bool(training.get("activation_checkpointing", False))
     params = _trainable(model, stage.get("trainable", "all"))
     optimizer = torch.optim.Adam(params, lr=float(stage["learning_rate"]), betas=(0.9, 0.999))
     ema = EMA(model, float(training["ema_decay"]))
