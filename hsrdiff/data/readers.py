@@ -81,10 +81,10 @@ def _open_array(path: Path, reader: str, variable: str | None, entry: Mapping[st
     if reader == "mat":
         if h5py.is_hdf5(path):
             # MATLAB v7.3 writes column-major arrays: HDF5 shows the axes reversed.
-            return _h5_dataset(path, variable, required=True), axis_order[::-1]
+            return _h5_dataset(path, variable), axis_order[::-1]
         return _mat5_variable(path, variable), axis_order
     if reader == "hdf5":
-        return _h5_dataset(path, variable, required=True), axis_order
+        return _h5_dataset(path, variable), axis_order
     if reader == "tiff":
         import tifffile
 
@@ -115,7 +115,7 @@ def _mat5_variable(path: Path, variable: str | None) -> np.ndarray:
     return data[variable]
 
 
-def _h5_dataset(path: Path, variable: str | None, required: bool) -> h5py.Dataset:
+def _h5_dataset(path: Path, variable: str | None) -> h5py.Dataset:
     try:
         fh = h5py.File(path, "r")
     except OSError as exc:
@@ -271,7 +271,7 @@ def _read_variable(path: Path, name: str, reader: str) -> np.ndarray:
     if reader == "mat" and not h5py.is_hdf5(path):
         return _mat5_variable(path, name)
     if reader in ("mat", "hdf5"):
-        dset = _h5_dataset(path, name, required=True)
+        dset = _h5_dataset(path, name)
         try:
             return dset[()]
         finally:
