@@ -1,0 +1,98 @@
+"""Sampling: tiles cover the image, tiling leaves no seams, several samples give an uncertainty map."""
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hsrdiff.diffusion import Schedule
+from hsrdiff.errors import DataError
+from hsrdiff.models import ModelConfig, build_model
+from hsrdiff.sampling import FusionResult, blend_window, fuse, tile_boxes, write_fused
+
+SCHEDULE = Schedule.from_config({"steps": 8, "beta_start": 1e-3, "beta_end": 0.5})
+
+
+@pytest.fixture(scope="module")
+def perturbed_model():
+    """A network whose output differs from bicubic (an untrained one returns bicubic exactly)."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(6, 3, channels=8, depth=2, heads=2, window=8))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def observation():
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[0:64, 0:64] / 64.0
+    gt = np.stack([0.5 + 0.3 * np.sin(2 * np.pi * (k + 1) * xx) * np.cos(2 * np.pi * yy) for k in range(6)])
+    gt = np.clip(gt + rng.normal(0, 0.02, gt.shape), 0, 1).astype(np.float32)
+    lr = F.avg_pool2d(torch.from_numpy(gt)[None], 4)[0].numpy()
+    msi = np.stack([gt[:2].mean(0), gt[2:4].mean(0), gt[4:].mean(0)]).astype(np.float32)
+    return lr, msi
+
+
+def test_tile_boxes_cover_the_image_on_ratio_multiples():
+    boxes = tile_boxes(100, 72, tile=32, overlap=8, ratio=4)
+    cover = np.zeros((100, 72), int)
+    for r0, r1, c0, c1 in boxes:
+        assert r1 - r0 == 32 and c1 - c0 == 32 and r0 % 4 == 0 and c0 % 4 == 0
+        cover[r0:r1, c0:c1] += 1
+    assert cover.min() >= 1
+    assert tile_boxes(64, 64, tile=128, overlap=16, ratio=4) == [(0, 64, 0, 64)]
+    with pytest.raises(DataError, match="multiples of the ratio 4"):
+        tile_boxes(100, 100, tile=30, overlap=8, ratio=4)
+    w = blend_window(8, 8)
+    assert w.min() > 0 and w[3:5, 3:5].min() == w.max()
+
+
+def test_untiled_and_single_tile_are_identical(perturbed_model, observation):
+    lr, msi = observation
+    a = fuse(perturbed_model, lr, msi, 4, SCHEDULE, seed=3)
+    b = fuse(perturbed_model, lr, msi, 4, SCHEDULE, seed=3, tile=64, overlap=16)
+    np.testing.assert_array_equal(a.fused, b.fused)
+
+
+def test_tiling_leaves_no_seams(perturbed_model, observation):
+    lr, msi = observation
+    whole = fuse(perturbed_model, lr, msi, 4, SCHEDULE, seed=3).fused
+    tiled = fuse(perturbed_model, lr, msi, 4, SCHEDULE, seed=3, tile=32, overlap=16).fused
+    up = F.interpolate(torch.from_numpy(lr)[None], size=(64, 64), mode="bicubic", align_corners=False)[0].numpy()
+    assert np.abs(whole - np.clip(up, 0, 1)).mean() > 0.01  # the network does change the image
+    diff = np.abs(tiled - whole).mean(axis=0)
+    assert diff.mean() < 0.01, diff.mean()
+    # Tiles start every 16 pixels: a seam would show as columns/rows of larger error there.
+    cols = diff.mean(axis=0)
+    rows = diff.mean(axis=1)
+    for profile in (cols, rows):
+        at_edges = profile[[15, 16, 31, 32, 47, 48]].mean()
+        assert at_edges < 2.5 * np.median(profile) + 1e-4, (at_edges, np.median(profile))
+
+
+def test_several_samples_give_a_mean_and_an_uncertainty_map(perturbed_model, observation, tmp_path):
+    lr, msi = observation
+    result = fuse(perturbed_model, lr, msi, 4, SCHEDULE, n_samples=3, seed=0)
+    assert result.std is not None and result.std.shape == (6, 64, 64) and result.std.max() > 0
+    single = [fuse(perturbed_model, lr, msi, 4, SCHEDULE, seed=s).fused for s in range(3)]
+    np.testing.assert_allclose(result.fused, np.mean(single, axis=0), atol=1e-6)
+    np.testing.assert_allclose(result.std, np.std(single, axis=0), atol=1e-6)
+    path = tmp_path / "scene.h5"
+    write_fused(path, result, np.arange(6.0), {"weights_sha256": "ab" * 32, "seed": 0, "steps": 8})
+    with h5py.File(path) as fh:
+        assert fh["fused"].shape == (6, 64, 64) and fh["std"].shape == (6, 64, 64)
+        assert fh.attrs["seed"] == 0 and fh.attrs["code_version"].startswith("hsrdiff ")
+
+
+def test_regression_mode_is_one_deterministic_pass(perturbed_model, observation):
+    lr, msi = observation
+    a = fuse(perturbed_model, lr, msi, 4, mode="regression", seed=0)
+    b = fuse(perturbed_model, lr, msi, 4, mode="regression", seed=9, n_samples=4)
+    np.testing.assert_array_equal(a.fused, b.fused)
+    assert b.std is None
+    with pytest.raises(DataError, match="is not lr_hsi"):
+        fuse(perturbed_model, lr[:, :8], msi, 4, mode="regression")
+    assert isinstance(a, FusionResult)
