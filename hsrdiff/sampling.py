@@ -141,3 +141,35 @@ def write_fused(path: str | Path, result: FusionResult, wavelengths: np.ndarray 
         if wavelengths is not None:
             fh.create_dataset("wavelengths", data=wavelengths)
         write_attrs(fh, {"seconds": result.seconds, "code_version": code_version(), **provenance})
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
+
+
+def fuse_files(weights: str | Path, lr_hsi: np.ndarray, hr_msi: np.ndarray, out: str | Path,
+               schedule_cfg: Mapping[str, Any], sampling_cfg: Mapping[str, Any],
+               wavelengths: np.ndarray | None = None, provenance: Mapping[str, Any] | None = None) -> FusionResult:
+    """Load a weights file, fuse one scene and write it with its provenance."""
+    from hsrdiff.training.checkpoint import load_weights
+
+    device = resolve_device(sampling_cfg.get("device", "auto"))
+    model, blob = load_weights(weights, device)
+    if lr_hsi.shape[0] != blob["model_config"]["hsi_bands"] or hr_msi.shape[0] != blob["model_config"]["msi_bands"]:
+        raise DataError(
+            f"{weights}: the model fuses {blob['model_config']['hsi_bands']} HSI and {blob['model_config']['msi_bands']} "
+            f"MSI bands; the inputs have {lr_hsi.shape[0]} and {hr_msi.shape[0]}"
+        )
+    ratio = int(blob["ratio"])
+    settings = {k: sampling_cfg.get(k) for k in ("tile", "overlap", "n_samples", "seed")}
+    result = fuse(model, lr_hsi, hr_msi, ratio, Schedule.from_config(schedule_cfg), mode=blob["mode"],
+                  tile=settings["tile"], overlap=int(settings["overlap"] or 0), n_samples=int(settings["n_samples"] or 1),
+                  seed=int(settings["seed"] or 0), device=device)
+    import json
+
+    write_fused(out, result, wavelengths, {
+        "method": "hsrdiff", "weights_file": str(weights), "weights_sha256": file_sha256(weights), "mode": blob["mode"],
+        "stage": blob.get("stage", ""), "schedule": json.dumps(dict(schedule_cfg)), "sampling": json.dumps(settings),
+        "device": str(device), **(provenance or {}),
+    })
+    return result

@@ -204,10 +204,19 @@ def test_second_half_stage_leaves_the_first_half_untouched(demo_data, tmp_path):
     assert "dn_embed.weight" not in changed and "reconstruct.weight" in changed
 
 
-def test_mismatched_checkpoint_is_refused(demo_data, tmp_path):
+def test_changed_settings_or_a_forced_rerun_start_over(demo_data, tmp_path, caplog):
     training, diffusion = training_defaults(checkpoint_every=1)
     stage = {"name": "s1", "patch_size": 32, "batch_size": 2, "iterations": 2, "learning_rate": 1e-3, "trainable": "all"}
-    train_stage(StagePaths(demo_data / "p32.h5", tmp_path / "w.pt", tmp_path / "c"), stage, TINY_MODEL, training, diffusion)
-    bigger = {**TINY_MODEL, "channels": 32}
-    with pytest.raises(Exception, match="checkpoint of another stage or model"):
-        train_stage(StagePaths(demo_data / "p32.h5", tmp_path / "w2.pt", tmp_path / "c"), stage, bigger, training, diffusion)
+    paths = StagePaths(demo_data / "p32.h5", tmp_path / "w.pt", tmp_path / "c")
+    train_stage(paths, stage, TINY_MODEL, training, diffusion)
+    first = load_file(tmp_path / "w.pt")["state_dict"]
+    # The same run again (its weights removed, as --forcerun does): trained anew, same result.
+    (tmp_path / "w.pt").unlink()
+    summary = train_stage(paths, stage, TINY_MODEL, training, diffusion)
+    assert summary["resumed_from"] == 0 and "finished already" in caplog.text
+    assert (tmp_path / "c" / "previous" / "log.csv").exists()
+    again = load_file(tmp_path / "w.pt")["state_dict"]
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    # Another learning rate: not resumed from the old checkpoints.
+    summary = train_stage(paths, {**stage, "learning_rate": 5e-4}, TINY_MODEL, training, diffusion)
+    assert summary["resumed_from"] == 0 and "settings, inputs or model changed" in caplog.text

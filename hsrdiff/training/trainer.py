@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import logging
 import math
 import signal
@@ -115,6 +116,38 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
+IRRELEVANT_TO_RESULTS = ("num_workers", "log_every", "checkpoint_every", "device", "compile", "activation_checkpointing")
+
+
+def run_fingerprint(stage, mc: ModelConfig, training, diffusion, paths: StagePaths) -> str:
+    """What a checkpoint must match to be resumed: settings that change the result, and the inputs."""
+    def identity(path):
+        if path is None:
+            return None
+        st = Path(path).stat()
+        return [str(path), st.st_size, st.st_mtime_ns]
+
+    blob = {
+        "stage": dict(stage), "model": mc.to_dict(), "train_schedule": dict(diffusion["train_schedule"]),
+        "training": {k: v for k, v in training.items() if k not in IRRELEVANT_TO_RESULTS},
+        "patches": identity(paths.patches), "init": identity(paths.init_weights),
+    }
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _set_aside(directory: Path) -> Path:
+    """Move a stage's checkpoints and log into ``<dir>/previous`` (replacing an older set)."""
+    import shutil
+
+    previous = directory / "previous"
+    shutil.rmtree(previous, ignore_errors=True)
+    previous.mkdir(parents=True)
+    for item in directory.iterdir():
+        if item.name != "previous":
+            item.rename(previous / item.name)
+    return previous
+
+
 def stage_iterations(stage: Mapping[str, Any], n_patches: int) -> int:
     """Steps of a stage: ``iterations``, or ``epochs`` passes over its patches when given."""
     if stage.get("epochs"):
@@ -168,11 +201,20 @@ def train_stage(
     optimizer = torch.optim.Adam(params, lr=float(stage["learning_rate"]), betas=(0.9, 0.999))
     ema = EMA(model, float(training["ema_decay"]))
     start = 0
+    fingerprint = run_fingerprint(stage, mc, training, diffusion, paths)
     ckpt_path = latest_checkpoint(paths.checkpoint_dir)
-    if ckpt_path is not None:
-        ckpt = load_file(ckpt_path)
-        if ckpt.get("stage") != name or ckpt.get("model_config") != mc.to_dict():
-            raise ConfigError(f"{ckpt_path}: checkpoint of another stage or model; remove {paths.checkpoint_dir} to start over")
+    ckpt = load_file(ckpt_path) if ckpt_path is not None else None
+    distributed.barrier(info)  # every rank has read the checkpoint before rank 0 may move it
+    if ckpt is not None and (ckpt.get("fingerprint") != fingerprint or int(ckpt["step"]) >= iterations):
+        # Another configuration, or a finished run whose weights were removed (a forced rerun):
+        # start over, keeping the old checkpoints aside rather than deleting them.
+        if info.is_main:
+            why = "finished already" if ckpt.get("fingerprint") == fingerprint else "settings, inputs or model changed"
+            log.warning("not resuming stage %s from %s (%s); old checkpoints moved to %s", name, ckpt_path, why,
+                        _set_aside(paths.checkpoint_dir))
+        distributed.barrier(info)
+        ckpt = None
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         ema.load_state_dict(ckpt["ema"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -218,7 +260,7 @@ def train_stage(
     def checkpoint(step):
         if info.is_main:
             save_checkpoint(paths.checkpoint_dir, step, {
-                "stage": name, "model_config": mc.to_dict(), "model": model.state_dict(), "ema": ema.state_dict(),
+                "stage": name, "fingerprint": fingerprint, "model_config": mc.to_dict(), "model": model.state_dict(), "ema": ema.state_dict(),
                 "optimizer": optimizer.state_dict(), "settings": dict(training), "stage_settings": dict(stage),
             })
 
@@ -275,12 +317,14 @@ def train_stage(
 
     summary = {"stage": name, "steps": iterations, "resumed_from": start, "seconds": time.perf_counter() - t0}
     if info.is_main:
-        checkpoint(iterations)
+        # Weights first, then the final checkpoint: a finished checkpoint thus means the weights
+        # were written, and finding one on a rerun means the rerun was asked for.
         save_atomic({
             "model_config": mc.to_dict(), "state_dict": ema.state_dict(), "stage": name, "step": iterations,
             "mode": mode, "diffusion": dict(diffusion), "training": dict(training), "stage_settings": dict(stage),
             "ratio": psf.ratio, "metadata": dict(metadata or {}),
         }, paths.weights)
+        checkpoint(iterations)
         if paths.loss_curve is not None:
             from hsrdiff.training.plots import plot_loss_curve
 

@@ -20,6 +20,7 @@ wildcard_constraints:
     dataset="|".join(SPECS) or "NONE",
     scene=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     size=r"\d+|full",
+    method="|".join(config["evaluation"]["methods"]),
 
 
 def spec_of(wildcards):
@@ -41,12 +42,12 @@ def train_degraded(wildcards):
 
 
 def all_inputs(wildcards):
-    """Targets of `all`: patches, degraded test scenes and the last training stage's weights."""
+    """Targets of `all`: patches, the last stage's weights and the summary table."""
     targets = []
     for spec in SPECS.values():
         targets += [str(spec.patches_path(size)) for size in PATCH_SIZES]
-        targets += [str(spec.degraded_path(scene)) for scene in spec.test_scenes]
         targets.append(final_weights(spec))
+        targets.append(f"results/{spec.name}/summary.md")
     return targets
 
 
@@ -98,3 +99,17 @@ def train_launcher(wildcards, resources):
 
 def final_weights(spec):
     return str(spec.weights_path(STAGES[-1]["name"]))
+
+
+def final_weights_of(wildcards):
+    return final_weights(spec_of(wildcards))
+
+
+# -- evaluation ----------------------------------------------------------------------------------------
+def metric_rows(wildcards):
+    spec = spec_of(wildcards)
+    return [
+        f"results/{spec.name}/metrics/{method}/{scene}.csv"
+        for method in config["evaluation"]["methods"]
+        for scene in spec.test_scenes
+    ]

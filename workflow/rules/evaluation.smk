@@ -1,0 +1,84 @@
+# Fusion of the test scenes by each method, metrics per scene, and the per-dataset tables.
+
+
+rule sample:
+    input:
+        weights=final_weights_of,
+        observations="resources/degraded/{dataset}/{scene}.h5",
+    output:
+        fused="results/{dataset}/fused/hsrdiff/{scene}.h5",
+    params:
+        schedule=config["diffusion"]["sample_schedule"],
+        sampling=config["sampling"],
+    conda:
+        "../envs/hsrdiff.yaml"
+    log:
+        "logs/sample/{dataset}/{scene}.log",
+    benchmark:
+        "benchmarks/sample/{dataset}/{scene}.tsv"
+    threads: 4
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime="2h",
+    script:
+        "../scripts/sample.py"
+
+
+rule bicubic:
+    input:
+        observations="resources/degraded/{dataset}/{scene}.h5",
+    output:
+        fused="results/{dataset}/fused/bicubic/{scene}.h5",
+    conda:
+        "../envs/hsrdiff.yaml"
+    log:
+        "logs/bicubic/{dataset}/{scene}.log",
+    benchmark:
+        "benchmarks/bicubic/{dataset}/{scene}.tsv"
+    resources:
+        mem_mb=4000,
+        runtime="10m",
+    script:
+        "../scripts/bicubic.py"
+
+
+rule evaluate:
+    input:
+        fused="results/{dataset}/fused/{method}/{scene}.h5",
+        observations="resources/degraded/{dataset}/{scene}.h5",
+    output:
+        row="results/{dataset}/metrics/{method}/{scene}.csv",
+    conda:
+        "../envs/hsrdiff.yaml"
+    log:
+        "logs/evaluate/{dataset}/{method}/{scene}.log",
+    benchmark:
+        "benchmarks/evaluate/{dataset}/{method}/{scene}.tsv"
+    resources:
+        mem_mb=4000,
+        runtime="10m",
+    script:
+        "../scripts/evaluate.py"
+
+
+rule aggregate:
+    input:
+        rows=metric_rows,
+    output:
+        metrics="results/{dataset}/metrics.csv",
+        summary_csv="results/{dataset}/summary.csv",
+        summary_md="results/{dataset}/summary.md",
+    params:
+        methods=config["evaluation"]["methods"],
+    conda:
+        "../envs/hsrdiff.yaml"
+    log:
+        "logs/aggregate/{dataset}.log",
+    benchmark:
+        "benchmarks/aggregate/{dataset}.tsv"
+    resources:
+        mem_mb=2000,
+        runtime="10m",
+    script:
+        "../scripts/aggregate.py"

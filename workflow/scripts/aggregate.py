@@ -1,0 +1,11 @@
+from hsrdiff.log import setup_logging
+
+setup_logging(snakemake.log[0])
+
+import pandas as pd
+
+from hsrdiff.evaluation import summarise, write_table
+
+rows = pd.concat([pd.read_csv(path) for path in snakemake.input.rows]).to_dict("records")
+write_table(rows, snakemake.output.metrics)
+summarise(snakemake.output.metrics, snakemake.output.summary_csv, snakemake.output.summary_md, snakemake.params.methods)
