@@ -52,7 +52,7 @@ def test_dry_run_of_the_default_config(tmp_path, default_config):
     out = result.stdout + result.stderr
     for rule, count in (("generate_demo", 1), ("prepare", 20), ("degrade", 20), ("patches", 3),
                         ("train_stage1", 1), ("train_stage2", 1), ("train_stage3", 1), ("sample", 4),
-                        ("bicubic", 4), ("evaluate", 8), ("aggregate", 1)):
+                        ("bicubic", 4), ("evaluate", 8), ("aggregate", 1), ("figures", 4)):
         assert any(line.split()[:2] == [rule, str(count)] for line in out.splitlines()), (rule, out[-2000:])
 
 
@@ -115,6 +115,14 @@ def test_data_and_training_stages_run_on_a_small_demo(tmp_path, default_config):
     with h5py.File(tmp_path / "results" / "demo" / "fused" / "hsrdiff" / "test_00.h5") as fh:
         assert fh["fused"].shape == (31, 64, 64) and len(fh.attrs["weights_sha256"]) == 64
 
+    figures = tmp_path / "results" / "demo" / "figures"
+    assert sorted(p.name for p in figures.iterdir()) == sorted(
+        f"test_0{i}_{kind}.png" for i in range(2) for kind in ("composite", "errors", "spectra"))
+    assert all(p.stat().st_size > 5000 for p in figures.iterdir())
+    report = tmp_path / "report.html"
+    result = run_snakemake(tmp_path, small_demo_config(default_config), "--report", str(report))
+    assert result.returncode == 0 and report.stat().st_size > 100_000, result.stderr[-2000:]
+
     # Nothing left to do; forcing one stage reruns it and what depends on it, nothing upstream.
     result = run_snakemake(tmp_path, small_demo_config(default_config), "-n", "--cores", "2")
     assert "Nothing to be done" in result.stdout + result.stderr
@@ -123,12 +131,13 @@ def test_data_and_training_stages_run_on_a_small_demo(tmp_path, default_config):
     assert any(line.split()[:2] == ["degrade", "5"] for line in out.splitlines()), out[-2000:]
     assert not any(line.split()[:1] == ["prepare"] for line in out.splitlines())
     result = run_snakemake(tmp_path, small_demo_config(default_config), "-n", "--cores", "2", "--forcerun", "train_s2")
-    assert _job_counts(result) == {"train_s2": 1, "train_s3": 1, "sample": 2, "evaluate": 2, "aggregate": 1, "all": 1}
+    assert _job_counts(result) == {"train_s2": 1, "train_s3": 1, "sample": 2, "evaluate": 2, "aggregate": 1,
+                                   "figures": 2, "all": 1}
     # A sampling setting invalidates sampling and metrics only.
     config = small_demo_config(default_config)
     config["sampling"] = {"seed": 7}
     result = run_snakemake(tmp_path, config, "-n", "--cores", "2")
-    assert _job_counts(result) == {"sample": 2, "evaluate": 2, "aggregate": 1, "all": 1}
+    assert _job_counts(result) == {"sample": 2, "evaluate": 2, "aggregate": 1, "figures": 2, "all": 1}
 
 
 def _job_counts(result) -> dict[str, int]:

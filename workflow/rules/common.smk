@@ -48,6 +48,7 @@ def all_inputs(wildcards):
         targets += [str(spec.patches_path(size)) for size in PATCH_SIZES]
         targets.append(final_weights(spec))
         targets.append(f"results/{spec.name}/summary.md")
+        targets += [f"results/{spec.name}/figures/{scene}_composite.png" for scene in spec.test_scenes]
     return targets
 
 
@@ -113,3 +114,8 @@ def metric_rows(wildcards):
         for method in config["evaluation"]["methods"]
         for scene in spec.test_scenes
     ]
+
+
+def fused_of_methods(wildcards):
+    """Fused files of one scene, in the order of evaluation.methods."""
+    return [f"results/{wildcards.dataset}/fused/{method}/{wildcards.scene}.h5" for method in config["evaluation"]["methods"]]

@@ -67,7 +67,7 @@ rule aggregate:
         rows=metric_rows,
     output:
         metrics="results/{dataset}/metrics.csv",
-        summary_csv="results/{dataset}/summary.csv",
+        summary_csv=report("results/{dataset}/summary.csv", caption="../report/summary.rst", category="{dataset}", subcategory="tables"),
         summary_md="results/{dataset}/summary.md",
     params:
         methods=config["evaluation"]["methods"],
@@ -82,3 +82,41 @@ rule aggregate:
         runtime="10m",
     script:
         "../scripts/aggregate.py"
+
+
+rule figures:
+    input:
+        observations="resources/degraded/{dataset}/{scene}.h5",
+        fused=fused_of_methods,
+    output:
+        composite=report(
+            "results/{dataset}/figures/{scene}_composite.png",
+            caption="../report/composite.rst",
+            category="{dataset}",
+            subcategory="false colour",
+        ),
+        errors=report(
+            "results/{dataset}/figures/{scene}_errors.png",
+            caption="../report/errors.rst",
+            category="{dataset}",
+            subcategory="error maps",
+        ),
+        spectra=report(
+            "results/{dataset}/figures/{scene}_spectra.png",
+            caption="../report/spectra.rst",
+            category="{dataset}",
+            subcategory="spectra",
+        ),
+    params:
+        methods=config["evaluation"]["methods"],
+    conda:
+        "../envs/hsrdiff.yaml"
+    log:
+        "logs/figures/{dataset}/{scene}.log",
+    benchmark:
+        "benchmarks/figures/{dataset}/{scene}.tsv"
+    resources:
+        mem_mb=4000,
+        runtime="10m",
+    script:
+        "../scripts/figures.py"

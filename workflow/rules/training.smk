@@ -12,7 +12,12 @@ for _index, _stage in enumerate(STAGES):
             unpack(train_inputs(_index)),
         output:
             weights=f"results/{{dataset}}/models/{_stage['name']}.pt",
-            curve=f"results/{{dataset}}/models/{_stage['name']}_loss.png",
+            curve=report(
+                f"results/{{dataset}}/models/{_stage['name']}_loss.png",
+                caption="../report/loss.rst",
+                category="{dataset}",
+                subcategory="training",
+            ),
         params:
             settings=train_settings(_index),
             checkpoint_dir=f"results/{{dataset}}/checkpoints/{_stage['name']}",

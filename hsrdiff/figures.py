@@ -1,0 +1,127 @@
+"""Figures of the evaluation: false-colour composites, error maps, spectra, uncertainty.
+
+All panels of one figure share one scale (one stretch for the composites, one colour range for
+the error maps), so methods are compared by eye as in the paper's Figs. 6-8.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from hsrdiff.io import atomic_path
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def rgb_bands(wavelengths: np.ndarray) -> list[int]:
+    """Bands nearest 640, 550 and 460 nm; evenly spread bands when the range misses them."""
+    wl = np.asarray(wavelengths, dtype=float)
+    targets = (640.0, 550.0, 460.0)
+    if wl.min() <= 460 and wl.max() >= 640:
+        return [int(np.abs(wl - t).argmin()) for t in targets]
+    n = len(wl)
+    return [int(n * 0.8), int(n * 0.5), int(n * 0.2)]
+
+
+def false_colour(cube: np.ndarray, bands: list[int], low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    rgb = np.transpose(cube[bands], (1, 2, 0))
+    return np.clip((rgb - low) / np.maximum(high - low, 1e-6), 0, 1)
+
+
+def _save(fig, path):
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+
+
+def composite_figure(gt: np.ndarray, fused: Mapping[str, np.ndarray], wavelengths: np.ndarray, path, title: str = "") -> None:
+    plt = _plt()
+    bands = rgb_bands(wavelengths)
+    rgb_gt = np.transpose(gt[bands], (1, 2, 0))
+    low, high = np.percentile(rgb_gt, 1, axis=(0, 1)), np.percentile(rgb_gt, 99, axis=(0, 1))
+    panels = {"ground truth": gt, **fused}
+    fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3.3))
+    for ax, (name, cube) in zip(np.atleast_1d(axes), panels.items()):
+        ax.imshow(false_colour(cube, bands, low, high))
+        ax.set_title(name, fontsize=10)
+        ax.axis("off")
+    fig.suptitle(f"{title}  (R, G, B = {', '.join(f'{wavelengths[b]:.0f}' for b in bands)} nm)", fontsize=10)
+    _save(fig, path)
+
+
+def error_figure(gt: np.ndarray, fused: Mapping[str, np.ndarray], path, title: str = "",
+                 uncertainty: np.ndarray | None = None) -> None:
+    """Per-pixel mean absolute error over bands on one colour scale; the uncertainty map beside it."""
+    plt = _plt()
+    errors = {name: np.abs(cube - gt).mean(axis=0) for name, cube in fused.items()}
+    vmax = max(float(np.percentile(e, 99.5)) for e in errors.values()) or 1e-6
+    n = len(errors) + (uncertainty is not None)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.3))
+    axes = np.atleast_1d(axes)
+    for ax, (name, err) in zip(axes, errors.items()):
+        im = ax.imshow(err, cmap="magma", vmin=0, vmax=vmax)
+        ax.set_title(f"{name}\nmean |error| {err.mean():.4f}", fontsize=9)
+        ax.axis("off")
+    fig.colorbar(im, ax=axes[: len(errors)].tolist(), fraction=0.03, pad=0.02, label="mean |error| over bands")
+    if uncertainty is not None:
+        ax = axes[-1]
+        um = uncertainty.mean(axis=0)
+        im2 = ax.imshow(um, cmap="viridis", vmin=0)
+        ax.set_title("hsrdiff uncertainty\n(std over samples)", fontsize=9)
+        ax.axis("off")
+        fig.colorbar(im2, ax=ax, fraction=0.046, pad=0.02)
+    fig.suptitle(title, fontsize=10)
+    _save(fig, path)
+
+
+def spectra_figure(gt: np.ndarray, fused: Mapping[str, np.ndarray], wavelengths: np.ndarray, path, title: str = "",
+                   n_pixels: int = 3) -> None:
+    """Spectra at the pixels where the first method errs most, least, and at the median."""
+    plt = _plt()
+    first = next(iter(fused.values()))
+    err = np.abs(first - gt).mean(axis=0).ravel()
+    order = np.argsort(err)
+    picks = [order[-1], order[len(order) // 2], order[0]][:n_pixels]
+    labels = ["largest error", "median error", "smallest error"]
+    fig, axes = plt.subplots(1, len(picks), figsize=(4 * len(picks), 3.2), sharey=True)
+    for ax, idx, label in zip(np.atleast_1d(axes), picks, labels):
+        r, c = np.unravel_index(idx, gt.shape[1:])
+        ax.plot(wavelengths, gt[:, r, c], "k-", lw=2, label="ground truth")
+        for name, cube in fused.items():
+            ax.plot(wavelengths, cube[:, r, c], lw=1.2, label=name)
+        ax.set_title(f"pixel ({r}, {c}): {label}", fontsize=9)
+        ax.set_xlabel("wavelength (nm)")
+        ax.grid(alpha=0.3)
+    np.atleast_1d(axes)[0].set_ylabel("reflectance (scaled)")
+    np.atleast_1d(axes)[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10, y=1.03)
+    _save(fig, path)
+
+
+def scene_figures(degraded_path: str | Path, fused_paths: Mapping[str, str | Path], outputs: Mapping[str, str | Path],
+                  title: str = "") -> None:
+    """The three figures of one test scene from its degraded file and each method's fused file."""
+    from hsrdiff.io import open_h5, require
+
+    with open_h5(degraded_path) as fh:
+        gt = require(fh, "gt", ndim=3)[()]
+        wavelengths = fh["wavelengths"][()]
+    fused, uncertainty = {}, None
+    for name, path in fused_paths.items():
+        with open_h5(path) as fh:
+            fused[name] = require(fh, "fused", ndim=3)[()]
+            if "std" in fh and uncertainty is None:
+                uncertainty = fh["std"][()]
+    composite_figure(gt, fused, wavelengths, outputs["composite"], title)
+    error_figure(gt, fused, outputs["errors"], title, uncertainty)
+    spectra_figure(gt, fused, wavelengths, outputs["spectra"], title)
