@@ -89,15 +89,22 @@ def _patch_options(config) -> dict:
     return {"stride_fraction": config["patches"]["stride_fraction"], "max_per_scene": config["patches"]["max_per_scene"]}
 
 
-def training_settings(config, spec, stage_name: str) -> dict:
-    """What one training stage needs from the configuration (the workflow passes it as JSON)."""
+TRAINED_METHODS = {"hsrdiff": "diffusion", "regression": "regression"}
+
+
+def training_settings(config, spec, stage_name: str, run: str = "hsrdiff") -> dict:
+    """What one training stage of a trained method needs from the configuration (the workflow
+    passes it as JSON). ``run``: hsrdiff (diffusion) or regression."""
     stages = config["training"]["stages"]
     names = [s["name"] for s in stages]
     if stage_name not in names:
         raise HsrdiffError(f"no stage '{stage_name}' in config training.stages; stages: {', '.join(names)}")
+    if run not in TRAINED_METHODS:
+        raise HsrdiffError(f"'{run}' is not a trained method; expected one of {', '.join(TRAINED_METHODS)}")
     training = {k: v for k, v in config["training"].items() if k != "stages"}
+    training["mode"] = TRAINED_METHODS[run]
     return {"stage": stages[names.index(stage_name)], "model": config["model"], "training": training,
-            "diffusion": config["diffusion"], "metadata": {"dataset": spec.name, "ratio": spec.ratio}}
+            "diffusion": config["diffusion"], "metadata": {"dataset": spec.name, "ratio": spec.ratio, "method": run}}
 
 
 def cmd_train(args) -> int:
@@ -108,17 +115,17 @@ def cmd_train(args) -> int:
         spec = None
     else:
         config, spec = _spec(args)
-        settings = training_settings(config, spec, args.stage)
+        settings = training_settings(config, spec, args.stage, args.run)
     stage = settings["stage"]
     if spec is not None:
         stages = [s["name"] for s in config["training"]["stages"]]
         i = stages.index(stage["name"])
         args.patches = args.patches or spec.patches_path(stage["patch_size"])
-        args.out = args.out or spec.weights_path(stage["name"])
-        args.checkpoint_dir = args.checkpoint_dir or spec.checkpoint_dir(stage["name"])
-        args.curve = args.curve or spec.loss_curve_path(stage["name"])
+        args.out = args.out or spec.weights_path(args.run, stage["name"])
+        args.checkpoint_dir = args.checkpoint_dir or spec.checkpoint_dir(args.run, stage["name"])
+        args.curve = args.curve or spec.loss_curve_path(args.run, stage["name"])
         if args.init is None and i > 0:
-            args.init = spec.weights_path(stages[i - 1])
+            args.init = spec.weights_path(args.run, stages[i - 1])
     missing = [n for n in ("patches", "out", "checkpoint_dir") if getattr(args, n) is None]
     if missing:
         raise HsrdiffError(f"train --settings needs --{', --'.join(m.replace('_', '-') for m in missing)}")
@@ -226,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="config/config.yaml", help="configuration file (default: %(default)s)")
     p.add_argument("--dataset", help="registry entry (with --config)")
     p.add_argument("--stage", help="stage name from training.stages (with --config)")
+    p.add_argument("--run", default="hsrdiff", choices=["hsrdiff", "regression"], help="the trained method (with --config)")
     p.add_argument("--settings", help="JSON of {stage, model, training, diffusion, metadata} instead of --config (the workflow's way)")
     p.add_argument("--patches", type=Path, help="patch file of the stage's patch size")
     p.add_argument("--out", type=Path, help="final weights file")

@@ -38,6 +38,7 @@ def small_demo_config(default_config: dict) -> dict:
     config["training"].update(checkpoint_every=2, log_every=1)
     config["model"] = {"channels": 8, "depth": 2, "heads": 2, "window": 8}
     config["diffusion"] = {"sample_schedule": {"steps": 4, "beta_start": 1e-3, "beta_end": 0.5}}
+    config["evaluation"] = {"cnmf": {"inner_iterations": 20, "outer_iterations": 1}}
     return config
 
 
@@ -51,8 +52,8 @@ def test_dry_run_of_the_default_config(tmp_path, default_config):
     assert result.returncode == 0, result.stderr
     out = result.stdout + result.stderr
     for rule, count in (("generate_demo", 1), ("prepare", 20), ("degrade", 20), ("patches", 3),
-                        ("train_stage1", 1), ("train_stage2", 1), ("train_stage3", 1), ("sample", 4),
-                        ("bicubic", 4), ("evaluate", 8), ("aggregate", 1), ("figures", 4)):
+                        ("train_stage1", 2), ("train_stage2", 2), ("train_stage3", 2), ("sample", 8),
+                        ("cnmf", 4), ("bicubic", 4), ("evaluate", 16), ("aggregate", 1), ("figures", 4)):
         assert any(line.split()[:2] == [rule, str(count)] for line in out.splitlines()), (rule, out[-2000:])
 
 
@@ -98,20 +99,21 @@ def test_data_and_training_stages_run_on_a_small_demo(tmp_path, default_config):
     assert not list(res.rglob("*.part"))
 
     # Stages chain: each starts from the previous one's weights; checkpoints stay beside them.
-    models = tmp_path / "results" / "demo" / "models"
-    assert sorted(p.name for p in models.iterdir()) == ["s1.pt", "s1_loss.png", "s2.pt", "s2_loss.png", "s3.pt", "s3_loss.png"]
-    s3 = torch.load(models / "s3.pt", weights_only=False)
-    assert s3["stage"] == "s3" and s3["step"] == 2 and s3["model_config"]["channels"] == 8
-    assert "resuming" not in (tmp_path / "logs" / "train" / "demo" / "s2.log").read_text()
-    rows = (tmp_path / "results" / "demo" / "checkpoints" / "s1" / "log.csv").read_text().splitlines()
+    for run, mode in (("hsrdiff", "diffusion"), ("regression", "regression")):
+        models = tmp_path / "results" / "demo" / "models" / run
+        assert sorted(p.name for p in models.iterdir()) == ["s1.pt", "s1_loss.png", "s2.pt", "s2_loss.png", "s3.pt", "s3_loss.png"]
+        s3 = torch.load(models / "s3.pt", weights_only=False)
+        assert s3["stage"] == "s3" and s3["step"] == 2 and s3["model_config"]["channels"] == 8 and s3["mode"] == mode
+    assert "resuming" not in (tmp_path / "logs" / "train" / "demo" / "hsrdiff" / "s2.log").read_text()
+    rows = (tmp_path / "results" / "demo" / "checkpoints" / "hsrdiff" / "s1" / "log.csv").read_text().splitlines()
     assert rows[0].startswith("step,loss") and len(rows) == 7
 
     # Evaluation: every method on every test scene, one table.
     metrics = pd.read_csv(tmp_path / "results" / "demo" / "metrics.csv")
-    assert sorted(metrics["method"].unique()) == ["bicubic", "hsrdiff"] and len(metrics) == 4
+    assert sorted(metrics["method"].unique()) == ["bicubic", "cnmf", "hsrdiff", "regression"] and len(metrics) == 8
     assert metrics["psnr"].between(15, 80).all() and metrics["sam"].ge(0).all()
     summary = (tmp_path / "results" / "demo" / "summary.md").read_text()
-    assert "| hsrdiff |" in summary and "| bicubic |" in summary
+    assert all(f"| {m} |" in summary for m in ("hsrdiff", "regression", "cnmf", "bicubic"))
     with h5py.File(tmp_path / "results" / "demo" / "fused" / "hsrdiff" / "test_00.h5") as fh:
         assert fh["fused"].shape == (31, 64, 64) and len(fh.attrs["weights_sha256"]) == 64
 
@@ -131,13 +133,13 @@ def test_data_and_training_stages_run_on_a_small_demo(tmp_path, default_config):
     assert any(line.split()[:2] == ["degrade", "5"] for line in out.splitlines()), out[-2000:]
     assert not any(line.split()[:1] == ["prepare"] for line in out.splitlines())
     result = run_snakemake(tmp_path, small_demo_config(default_config), "-n", "--cores", "2", "--forcerun", "train_s2")
-    assert _job_counts(result) == {"train_s2": 1, "train_s3": 1, "sample": 2, "evaluate": 2, "aggregate": 1,
+    assert _job_counts(result) == {"train_s2": 2, "train_s3": 2, "sample": 4, "evaluate": 4, "aggregate": 1,
                                    "figures": 2, "all": 1}
     # A sampling setting invalidates sampling and metrics only.
     config = small_demo_config(default_config)
     config["sampling"] = {"seed": 7}
     result = run_snakemake(tmp_path, config, "-n", "--cores", "2")
-    assert _job_counts(result) == {"sample": 2, "evaluate": 2, "aggregate": 1, "figures": 2, "all": 1}
+    assert _job_counts(result) == {"sample": 4, "evaluate": 4, "aggregate": 1, "figures": 2, "all": 1}
 
 
 def _job_counts(result) -> dict[str, int]:

@@ -92,9 +92,21 @@ def _scene(photo: np.ndarray, library: np.ndarray, size: int, n_endmembers: int,
     abundances /= abundances.sum(axis=0, keepdims=True)
 
     spectra = library[rng.choice(len(library), n_endmembers, replace=False)]
+    # Endmember variability: each material's spectrum drifts smoothly across the scene along a
+    # smooth spectral direction of its own, as real materials do; a fixed set of endmembers
+    # (what unmixing methods assume) then no longer explains the scene exactly.
+    wl = (WAVELENGTHS - 550.0) / 150.0
+    drift = np.stack([rng.uniform(0.03, 0.08) * np.sin(rng.uniform(1, 3) * wl + rng.uniform(0, 2 * np.pi)) for _ in range(n_endmembers)])
+    fields = np.stack([ndimage.gaussian_filter(rng.standard_normal((size, size)), size / 12) for _ in range(n_endmembers)])
+    fields /= fields.std(axis=(1, 2), keepdims=True) + 1e-8
+    reflectance = np.einsum("kb,khw->bhw", spectra, abundances) + np.einsum("kb,khw->bhw", drift, abundances * fields)
+    # Illumination: brightness from the photograph, and a spectral tilt that varies in space
+    # (shadows are bluer than sunlit areas).
     shading = 0.55 + 0.45 * (luminance - luminance.min()) / (np.ptp(luminance) + 1e-8)
-    cube = np.einsum("kb,khw->bhw", spectra, abundances) * shading[None]
-    return np.clip(cube, 0.0, 1.0).astype(np.float32)
+    tilt = ndimage.gaussian_filter(rng.standard_normal((size, size)), size / 8)
+    tilt = 0.15 * tilt / (np.abs(tilt).max() + 1e-8)
+    illumination = shading[None] * (1.0 + tilt[None] * wl[:, None, None])
+    return np.clip(reflectance * illumination, 0.0, 1.0).astype(np.float32)
 
 
 def generate_demo(settings: Mapping[str, Any], out_path: str | Path) -> dict:

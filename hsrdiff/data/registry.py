@@ -105,16 +105,17 @@ class DatasetSpec:
     def patches_path(self, patch_size: int | str) -> Path:
         return RESOURCES / "patches" / self.name / f"p{patch_size}.h5"
 
-    def weights_path(self, stage: str) -> Path:
-        """A stage's final artefact: EMA weights and the model configuration."""
-        return RESULTS / self.name / "models" / f"{stage}.pt"
+    def weights_path(self, run: str, stage: str) -> Path:
+        """A stage's final artefact: EMA weights and the model configuration. ``run``: a trained
+        method (hsrdiff, or regression: the same network without diffusion)."""
+        return RESULTS / self.name / "models" / run / f"{stage}.pt"
 
-    def loss_curve_path(self, stage: str) -> Path:
-        return RESULTS / self.name / "models" / f"{stage}_loss.png"
+    def loss_curve_path(self, run: str, stage: str) -> Path:
+        return RESULTS / self.name / "models" / run / f"{stage}_loss.png"
 
-    def checkpoint_dir(self, stage: str) -> Path:
+    def checkpoint_dir(self, run: str, stage: str) -> Path:
         """Resumable state and the CSV log of a stage: not a workflow output, so a killed job keeps it."""
-        return RESULTS / self.name / "checkpoints" / stage
+        return RESULTS / self.name / "checkpoints" / run / stage
 
 
 def _resolve_scenes(name: str, entry: Mapping[str, Any]) -> tuple[Scene, ...]:

@@ -182,7 +182,7 @@ def train_stage(
     if batch % info.world_size:
         raise ConfigError(f"stage {name}: batch_size {batch} is not divisible by the {info.world_size} processes")
     local = batch // info.world_size
-    seed, mode = int(training["seed"]), training["mode"]
+    seed, mode = int(training["seed"]), training.get("mode", "diffusion")
 
     dataset = PatchDataset(paths.patches)
     iterations = stage_iterations(stage, len(dataset))

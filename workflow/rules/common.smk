@@ -21,6 +21,7 @@ wildcard_constraints:
     scene=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     size=r"\d+|full",
     method="|".join(config["evaluation"]["methods"]),
+    run="hsrdiff|regression",
 
 
 def spec_of(wildcards):
@@ -46,7 +47,7 @@ def all_inputs(wildcards):
     targets = []
     for spec in SPECS.values():
         targets += [str(spec.patches_path(size)) for size in PATCH_SIZES]
-        targets.append(final_weights(spec))
+        targets += [final_weights(spec, run) for run in TRAINED]
         targets.append(f"results/{spec.name}/summary.md")
         targets += [f"results/{spec.name}/figures/{scene}_composite.png" for scene in spec.test_scenes]
     return targets
@@ -69,7 +70,7 @@ def train_inputs(index):
         spec = spec_of(wildcards)
         found = {"patches": str(spec.patches_path(STAGES[index]["patch_size"]))}
         if index > 0:
-            found["init"] = str(spec.weights_path(STAGES[index - 1]["name"]))
+            found["init"] = str(spec.weights_path(wildcards.run, STAGES[index - 1]["name"]))
         return found
 
     return inputs
@@ -81,7 +82,7 @@ def train_settings(index):
     def settings(wildcards):
         from hsrdiff.cli import training_settings
 
-        return json.dumps(training_settings(config, spec_of(wildcards), STAGES[index]["name"]))
+        return json.dumps(training_settings(config, spec_of(wildcards), STAGES[index]["name"], wildcards.run))
 
     return settings
 
@@ -98,12 +99,15 @@ def train_launcher(wildcards, resources):
     return sys.executable
 
 
-def final_weights(spec):
-    return str(spec.weights_path(STAGES[-1]["name"]))
+TRAINED = [m for m in config["evaluation"]["methods"] if m in ("hsrdiff", "regression")]
+
+
+def final_weights(spec, run):
+    return str(spec.weights_path(run, STAGES[-1]["name"]))
 
 
 def final_weights_of(wildcards):
-    return final_weights(spec_of(wildcards))
+    return final_weights(spec_of(wildcards), wildcards.run)
 
 
 # -- evaluation ----------------------------------------------------------------------------------------

@@ -6,16 +6,16 @@ rule sample:
         weights=final_weights_of,
         observations="resources/degraded/{dataset}/{scene}.h5",
     output:
-        fused="results/{dataset}/fused/hsrdiff/{scene}.h5",
+        fused="results/{dataset}/fused/{run}/{scene}.h5",
     params:
         schedule=config["diffusion"]["sample_schedule"],
         sampling=config["sampling"],
     conda:
         "../envs/hsrdiff.yaml"
     log:
-        "logs/sample/{dataset}/{scene}.log",
+        "logs/sample/{dataset}/{run}/{scene}.log",
     benchmark:
-        "benchmarks/sample/{dataset}/{scene}.tsv"
+        "benchmarks/sample/{dataset}/{run}/{scene}.tsv"
     threads: 4
     resources:
         gpu=1,
@@ -41,6 +41,26 @@ rule bicubic:
         runtime="10m",
     script:
         "../scripts/bicubic.py"
+
+
+rule cnmf:
+    input:
+        observations="resources/degraded/{dataset}/{scene}.h5",
+    output:
+        fused="results/{dataset}/fused/cnmf/{scene}.h5",
+    params:
+        settings=config["evaluation"]["cnmf"],
+    conda:
+        "../envs/hsrdiff.yaml"
+    log:
+        "logs/cnmf/{dataset}/{scene}.log",
+    benchmark:
+        "benchmarks/cnmf/{dataset}/{scene}.tsv"
+    resources:
+        mem_mb=16000,
+        runtime="2h",
+    script:
+        "../scripts/cnmf.py"
 
 
 rule evaluate:

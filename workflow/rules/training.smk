@@ -11,24 +11,24 @@ for _index, _stage in enumerate(STAGES):
         input:
             unpack(train_inputs(_index)),
         output:
-            weights=f"results/{{dataset}}/models/{_stage['name']}.pt",
+            weights=f"results/{{dataset}}/models/{{run}}/{_stage['name']}.pt",
             curve=report(
-                f"results/{{dataset}}/models/{_stage['name']}_loss.png",
+                f"results/{{dataset}}/models/{{run}}/{_stage['name']}_loss.png",
                 caption="../report/loss.rst",
                 category="{dataset}",
                 subcategory="training",
             ),
         params:
             settings=train_settings(_index),
-            checkpoint_dir=f"results/{{dataset}}/checkpoints/{_stage['name']}",
+            checkpoint_dir=f"results/{{dataset}}/checkpoints/{{run}}/{_stage['name']}",
             init=init_argument,
             launcher=train_launcher,
         conda:
             "../envs/hsrdiff.yaml"
         log:
-            f"logs/train/{{dataset}}/{_stage['name']}.log",
+            f"logs/train/{{dataset}}/{{run}}/{_stage['name']}.log",
         benchmark:
-            f"benchmarks/train/{{dataset}}/{_stage['name']}.tsv"
+            f"benchmarks/train/{{dataset}}/{{run}}/{_stage['name']}.tsv"
         threads: 4
         resources:
             gpu=1,
