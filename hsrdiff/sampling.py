@@ -8,6 +8,7 @@ the summed weights), so memory follows the tile size and tiling leaves no seams.
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,8 +166,6 @@ def fuse_files(weights: str | Path, lr_hsi: np.ndarray, hr_msi: np.ndarray, out:
     result = fuse(model, lr_hsi, hr_msi, ratio, Schedule.from_config(schedule_cfg), mode=blob["mode"],
                   tile=settings["tile"], overlap=int(settings["overlap"] or 0), n_samples=int(settings["n_samples"] or 1),
                   seed=int(settings["seed"] or 0), device=device)
-    import json
-
     write_fused(out, result, wavelengths, {
         "method": "hsrdiff", "weights_file": str(weights), "weights_sha256": file_sha256(weights), "mode": blob["mode"],
         "stage": blob.get("stage", ""), "schedule": json.dumps(dict(schedule_cfg)), "sampling": json.dumps(settings),
