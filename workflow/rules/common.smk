@@ -50,6 +50,7 @@ def all_inputs(wildcards):
         targets += [final_weights(spec, run) for run in TRAINED]
         targets.append(f"results/{spec.name}/summary.md")
         targets += [f"results/{spec.name}/figures/{scene}_composite.png" for scene in spec.test_scenes]
+    targets += [f"results/generalisation/{pair}/consistency.csv" for pair in config["generalisation"]["run"]]
     return targets
 
 
@@ -123,3 +124,22 @@ def metric_rows(wildcards):
 def fused_of_methods(wildcards):
     """Fused files of one scene, in the order of evaluation.methods."""
     return [f"results/{wildcards.dataset}/fused/{method}/{wildcards.scene}.h5" for method in config["evaluation"]["methods"]]
+
+
+# -- real-scenario generalisation -------------------------------------------------------------------
+def generalisation_settings(wildcards):
+    pairs = config["generalisation"]["pairs"]
+    if wildcards.pair not in pairs:
+        raise ValueError(f"generalisation.run names '{wildcards.pair}', which is not in generalisation.pairs")
+    return pairs[wildcards.pair]
+
+
+def generalisation_file(wildcards):
+    return generalisation_settings(wildcards)["path"]
+
+
+def generalisation_weights(wildcards):
+    dataset = generalisation_settings(wildcards)["model_dataset"]
+    if dataset not in SPECS:
+        raise ValueError(f"generalisation.pairs.{wildcards.pair}.model_dataset '{dataset}' is not an active dataset")
+    return final_weights(SPECS[dataset], "hsrdiff")

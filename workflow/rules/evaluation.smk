@@ -140,3 +140,33 @@ rule figures:
         runtime="10m",
     script:
         "../scripts/figures.py"
+
+
+rule generalise:
+    input:
+        weights=generalisation_weights,
+        pair=generalisation_file,
+    output:
+        fused="results/generalisation/{pair}/fused.h5",
+        consistency=report(
+            "results/generalisation/{pair}/consistency.csv",
+            caption="../report/consistency.rst",
+            category="generalisation",
+        ),
+    params:
+        pair=generalisation_settings,
+        schedule=config["diffusion"]["sample_schedule"],
+        sampling=config["sampling"],
+    conda:
+        "../envs/hsrdiff.yaml"
+    log:
+        "logs/generalise/{pair}.log",
+    benchmark:
+        "benchmarks/generalise/{pair}.tsv"
+    threads: 4
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime="2h",
+    script:
+        "../scripts/generalise.py"
