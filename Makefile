@@ -13,9 +13,10 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@
 
-## demo: the whole pipeline on the embedded demo dataset (CPU, minutes)
+## demo: the whole pipeline on the embedded demo dataset (CPU, minutes), then the HTML report
 demo: $(BIN)/.installed
 	$(BIN)/snakemake --cores $(CORES) all
+	$(BIN)/snakemake --cores 1 --report results/report.html
 
 ## test: the test suite (CPU)
 test: $(BIN)/.installed

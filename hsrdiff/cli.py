@@ -89,22 +89,18 @@ def _patch_options(config) -> dict:
     return {"stride_fraction": config["patches"]["stride_fraction"], "max_per_scene": config["patches"]["max_per_scene"]}
 
 
-TRAINED_METHODS = {"hsrdiff": "diffusion", "regression": "regression"}
-
-
 def training_settings(config, spec, stage_name: str, run: str = "hsrdiff") -> dict:
     """What one training stage of a trained method needs from the configuration (the workflow
-    passes it as JSON). ``run``: hsrdiff (diffusion) or regression."""
-    stages = config["training"]["stages"]
+    passes it as JSON). ``run``: hsrdiff or a key of ``variants``."""
+    from hsrdiff.runs import run_settings
+
+    settings = run_settings(config, run)
+    stages = settings["training"].pop("stages")
     names = [s["name"] for s in stages]
     if stage_name not in names:
-        raise HsrdiffError(f"no stage '{stage_name}' in config training.stages; stages: {', '.join(names)}")
-    if run not in TRAINED_METHODS:
-        raise HsrdiffError(f"'{run}' is not a trained method; expected one of {', '.join(TRAINED_METHODS)}")
-    training = {k: v for k, v in config["training"].items() if k != "stages"}
-    training["mode"] = TRAINED_METHODS[run]
-    return {"stage": stages[names.index(stage_name)], "model": config["model"], "training": training,
-            "diffusion": config["diffusion"], "metadata": {"dataset": spec.name, "ratio": spec.ratio, "method": run}}
+        raise HsrdiffError(f"no stage '{stage_name}' in the stages of '{run}'; stages: {', '.join(names)}")
+    return {"stage": stages[names.index(stage_name)], "model": settings["model"], "training": settings["training"],
+            "diffusion": settings["diffusion"], "metadata": {"dataset": spec.name, "ratio": spec.ratio, "method": run}}
 
 
 def cmd_train(args) -> int:
@@ -118,7 +114,9 @@ def cmd_train(args) -> int:
         settings = training_settings(config, spec, args.stage, args.run)
     stage = settings["stage"]
     if spec is not None:
-        stages = [s["name"] for s in config["training"]["stages"]]
+        from hsrdiff.runs import run_stages
+
+        stages = [s["name"] for s in run_stages(config, args.run)]
         i = stages.index(stage["name"])
         args.patches = args.patches or spec.patches_path(stage["patch_size"])
         args.out = args.out or spec.weights_path(args.run, stage["name"])
@@ -233,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="config/config.yaml", help="configuration file (default: %(default)s)")
     p.add_argument("--dataset", help="registry entry (with --config)")
     p.add_argument("--stage", help="stage name from training.stages (with --config)")
-    p.add_argument("--run", default="hsrdiff", choices=["hsrdiff", "regression"], help="the trained method (with --config)")
+    p.add_argument("--run", default="hsrdiff", help="the trained method: hsrdiff or a key of 'variants' (with --config)")
     p.add_argument("--settings", help="JSON of {stage, model, training, diffusion, metadata} instead of --config (the workflow's way)")
     p.add_argument("--patches", type=Path, help="patch file of the stage's patch size")
     p.add_argument("--out", type=Path, help="final weights file")

@@ -153,3 +153,27 @@ def _job_counts(result) -> dict[str, int]:
             break
         counts[parts[0]] = int(parts[1])
     return counts
+
+
+@pytest.mark.parametrize("overlay,expected", [
+    # a fresh directory: hsrdiff trains too, and every trained method fuses the 4 test scenes
+    ("table2", {"train_stage1": 4, "train_stage2": 4, "train_stage3": 4, "sample": 16, "evaluate": 16, "cnmf": None}),
+    ("table3", {"train_fixed": 1, "train_stage1": 1, "sample": 8, "evaluate": 8, "cnmf": None}),
+])
+def test_ablation_tables_are_one_overlay_each(tmp_path, default_config, overlay, expected):
+    from hsrdiff.config import deep_merge
+
+    with open(REPO / "config" / "ablation" / f"{overlay}.yaml") as fh:
+        config = deep_merge(default_config, yaml.safe_load(fh))
+    result = run_snakemake(tmp_path, config, "-n", "--cores", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    counts = _job_counts(result)
+    assert all(counts.get(k) == v for k, v in expected.items()), counts
+
+
+def test_unknown_method_is_a_clear_error(tmp_path, default_config):
+    config = copy.deepcopy(default_config)
+    config["evaluation"] = {"methods": ["hsrdiff", "unet"]}
+    result = run_snakemake(tmp_path, config, "-n", "--cores", "1")
+    assert result.returncode != 0
+    assert "evaluation.methods lists 'unet', which is neither hsrdiff" in result.stdout + result.stderr

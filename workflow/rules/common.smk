@@ -5,6 +5,7 @@ import sys
 from snakemake.utils import validate
 
 from hsrdiff.data.registry import DatasetSpec
+from hsrdiff.runs import run_stages, trained_runs
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -12,8 +13,13 @@ validate(config, schema="../schemas/config.schema.yaml")
 # Only the active datasets are resolved: an inactive entry with a missing source (HypSen)
 # must not stop the demo.
 SPECS = {name: DatasetSpec.from_config(config, name) for name in config["active_datasets"]}
-STAGES = config["training"]["stages"]
-PATCH_SIZES = sorted({str(stage["patch_size"]) for stage in STAGES}, key=lambda s: (s == "full", s.zfill(8)))
+# Trained methods (hsrdiff and the variants listed in evaluation.methods) and their stages.
+RUNS = trained_runs(config)
+RUN_STAGES = {run: run_stages(config, run) for run in RUNS}
+STAGE_NAMES = list(dict.fromkeys(s["name"] for stages in RUN_STAGES.values() for s in stages))
+PATCH_SIZES = sorted(
+    {str(s["patch_size"]) for stages in RUN_STAGES.values() for s in stages}, key=lambda s: (s == "full", s.zfill(8))
+)
 
 
 wildcard_constraints:
@@ -21,7 +27,7 @@ wildcard_constraints:
     scene=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     size=r"\d+|full",
     method="|".join(config["evaluation"]["methods"]),
-    run="hsrdiff|regression",
+    run="|".join(RUNS) or "NONE",
 
 
 def spec_of(wildcards):
@@ -47,7 +53,7 @@ def all_inputs(wildcards):
     targets = []
     for spec in SPECS.values():
         targets += [str(spec.patches_path(size)) for size in PATCH_SIZES]
-        targets += [final_weights(spec, run) for run in TRAINED]
+        targets += [final_weights(spec, run) for run in RUNS]
         targets.append(f"results/{spec.name}/summary.md")
         targets += [f"results/{spec.name}/figures/{scene}_composite.png" for scene in spec.test_scenes]
     targets += [f"results/generalisation/{pair}/consistency.csv" for pair in config["generalisation"]["run"]]
@@ -64,26 +70,33 @@ def generator_settings(wildcards):
 
 
 # -- training ----------------------------------------------------------------------------------------
-def train_inputs(index):
-    """Input function of stage ``index``: its patch file and the previous stage's weights."""
+def runs_with_stage(name):
+    """Wildcard constraint of a stage's rule: the trained methods that have this stage."""
+    return "|".join(run for run, stages in RUN_STAGES.items() if name in [s["name"] for s in stages])
+
+
+def train_inputs(name):
+    """Input function of stage ``name``: its patch file and the previous stage's weights (per method)."""
 
     def inputs(wildcards):
         spec = spec_of(wildcards)
-        found = {"patches": str(spec.patches_path(STAGES[index]["patch_size"]))}
+        stages = RUN_STAGES[wildcards.run]
+        index = [s["name"] for s in stages].index(name)
+        found = {"patches": str(spec.patches_path(stages[index]["patch_size"]))}
         if index > 0:
-            found["init"] = str(spec.weights_path(wildcards.run, STAGES[index - 1]["name"]))
+            found["init"] = str(spec.weights_path(wildcards.run, stages[index - 1]["name"]))
         return found
 
     return inputs
 
 
-def train_settings(index):
+def train_settings(name):
     """The JSON the training command reads: stage, model, training and diffusion settings."""
 
     def settings(wildcards):
         from hsrdiff.cli import training_settings
 
-        return json.dumps(training_settings(config, spec_of(wildcards), STAGES[index]["name"], wildcards.run))
+        return json.dumps(training_settings(config, spec_of(wildcards), name, wildcards.run))
 
     return settings
 
@@ -100,11 +113,8 @@ def train_launcher(wildcards, resources):
     return sys.executable
 
 
-TRAINED = [m for m in config["evaluation"]["methods"] if m in ("hsrdiff", "regression")]
-
-
 def final_weights(spec, run):
-    return str(spec.weights_path(run, STAGES[-1]["name"]))
+    return str(spec.weights_path(run, RUN_STAGES[run][-1]["name"]))
 
 
 def final_weights_of(wildcards):

@@ -1,34 +1,37 @@
-# Progressive training: one rule per stage of config training.stages (so that one stage can be
-# forced alone, e.g. --forcerun train_stage2), each starting from the previous stage's weights.
+# Progressive training: one rule per stage name (so that one stage can be forced alone, e.g.
+# --forcerun train_stage2), for every trained method that has it (hsrdiff and the variants in
+# evaluation.methods), each stage starting from the previous stage's weights of its method.
 # The declared output is the final weights file; checkpoints and the CSV log live in a folder
 # passed as a param, so a job killed at its time limit keeps them and a rerun resumes.
 
-for _index, _stage in enumerate(STAGES):
+for _name in STAGE_NAMES:
 
     rule:
         name:
-            f"train_{_stage['name']}"
+            f"train_{_name}"
         input:
-            unpack(train_inputs(_index)),
+            unpack(train_inputs(_name)),
         output:
-            weights=f"results/{{dataset}}/models/{{run}}/{_stage['name']}.pt",
+            weights=f"results/{{dataset}}/models/{{run}}/{_name}.pt",
             curve=report(
-                f"results/{{dataset}}/models/{{run}}/{_stage['name']}_loss.png",
+                f"results/{{dataset}}/models/{{run}}/{_name}_loss.png",
                 caption="../report/loss.rst",
                 category="{dataset}",
                 subcategory="training",
             ),
         params:
-            settings=train_settings(_index),
-            checkpoint_dir=f"results/{{dataset}}/checkpoints/{{run}}/{_stage['name']}",
+            settings=train_settings(_name),
+            checkpoint_dir=f"results/{{dataset}}/checkpoints/{{run}}/{_name}",
             init=init_argument,
             launcher=train_launcher,
         conda:
             "../envs/hsrdiff.yaml"
         log:
-            f"logs/train/{{dataset}}/{{run}}/{_stage['name']}.log",
+            f"logs/train/{{dataset}}/{{run}}/{_name}.log",
         benchmark:
-            f"benchmarks/train/{{dataset}}/{{run}}/{_stage['name']}.tsv"
+            f"benchmarks/train/{{dataset}}/{{run}}/{_name}.tsv"
+        wildcard_constraints:
+            run=runs_with_stage(_name),
         threads: 4
         resources:
             gpu=1,
