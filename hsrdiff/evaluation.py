@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from hsrdiff.errors import DataError
 from hsrdiff.io import atomic_path, open_h5, require
 from hsrdiff.metrics import all_metrics
 from hsrdiff.sampling import FusionResult
@@ -46,7 +47,7 @@ def evaluate_scene(fused_path: str | Path, degraded_path: str | Path, dataset: s
         gt = require(fh, "gt", ndim=3)[()]
         ratio = int(fh.attrs["ratio"])
     if fused.shape != gt.shape:
-        raise ValueError(f"{fused_path}: fused shape {fused.shape} differs from the ground truth {gt.shape} of {degraded_path}")
+        raise DataError(f"{fused_path}: fused shape {fused.shape} differs from the ground truth {gt.shape} of {degraded_path}")
     return {"dataset": dataset, "method": method, "scene": scene, **all_metrics(fused, gt, ratio), "seconds": seconds}
 
 
