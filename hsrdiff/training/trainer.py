@@ -35,6 +35,9 @@ from hsrdiff.training.ema import EMA
 log = logging.getLogger(__name__)
 
 CSV_FIELDS = ("step", "loss", "l1", "lr_term", "msi_term", "learning_rate", "patches_per_s", "elapsed_s")
+# One row per start, interruption and end of a stage's process: how a stage spread over several
+# SLURM jobs (time limits, preemption) and what each resubmission lost.
+ATTEMPT_FIELDS = ("time_utc", "event", "step", "iterations", "world_size", "slurm_job_id", "host")
 INTERRUPTED_EXIT_CODE = 75  # EX_TEMPFAIL: stopped on request, checkpoint written, rerun resumes
 
 
@@ -251,6 +254,12 @@ def train_stage(
     if info.is_main:
         paths.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         _truncate_csv(csv_path, start)
+
+    def attempt(event, at):
+        if info.is_main:
+            _record_attempt(paths.checkpoint_dir / "attempts.csv", event, at, iterations, info.world_size)
+
+    attempt("resume" if start else "start", start)
     progress = None
     if info.is_main and sys.stderr.isatty():
         from tqdm import tqdm
@@ -308,6 +317,7 @@ def train_stage(
                 sums = dict.fromkeys(sums, 0.0)
             if distributed.any_rank(stop.raised is not None, info):
                 checkpoint(step)
+                attempt("interrupted", step)
                 distributed.teardown()
                 raise TrainingInterrupted(f"stage {name} stopped by a signal at step {step}; checkpoint written to {paths.checkpoint_dir}")
             if step % every_ckpt == 0 and step < iterations:
@@ -325,6 +335,7 @@ def train_stage(
             "ratio": psf.ratio, "metadata": dict(metadata or {}),
         }, paths.weights)
         checkpoint(iterations)
+        attempt("done", iterations)
         if paths.loss_curve is not None:
             from hsrdiff.training.plots import plot_loss_curve
 
@@ -346,6 +357,23 @@ def _truncate_csv(path: Path, start: int) -> None:
         writer = csv.DictWriter(fh, CSV_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
+
+
+def _record_attempt(path: Path, event: str, step: int, iterations: int, world_size: int) -> None:
+    import datetime
+    import os
+    import socket
+
+    new = not path.exists()
+    with open(path, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, ATTEMPT_FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerow({
+            "time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "event": event,
+            "step": step, "iterations": iterations, "world_size": world_size,
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""), "host": socket.gethostname(),
+        })
 
 
 def _append_csv(path: Path, row: dict) -> None:

@@ -105,6 +105,11 @@ def init_argument(wildcards, input):
     return f"--init {input.init}" if "init" in input.keys() else ""
 
 
+def cpus_per_gpu(wildcards, threads):
+    """A GPU rule's CPU cores follow its threads, so `--max-threads` fits it to small nodes."""
+    return threads
+
+
 def train_launcher(wildcards, resources):
     """One process, or torchrun with one process per GPU when a rule asks for several."""
     gpus = int(getattr(resources, "gpu", 0) or 0)

@@ -19,6 +19,7 @@ rule sample:
     threads: 4
     resources:
         gpu=1,
+        cpus_per_gpu=cpus_per_gpu,
         mem_mb=16000,
         runtime="2h",
     script:
@@ -166,6 +167,7 @@ rule generalise:
     threads: 4
     resources:
         gpu=1,
+        cpus_per_gpu=cpus_per_gpu,
         mem_mb=16000,
         runtime="2h",
     script:

@@ -35,9 +35,13 @@ for _name in STAGE_NAMES:
         threads: 4
         resources:
             gpu=1,
+            cpus_per_gpu=cpus_per_gpu,
             mem_mb=16000,
             runtime="12h",
+        # `exec`: the training process takes the shell's place, so that SLURM's SIGTERM before
+        # the time limit reaches it alone and a checkpoint is written (a shell would die first).
+        # The log is appended to: a stage resubmitted after its time limit keeps each attempt's.
         shell:
-            "{params.launcher} -m hsrdiff.cli train --settings {params.settings:q}"
+            "exec {params.launcher} -m hsrdiff.cli train --settings {params.settings:q}"
             " --patches {input.patches} {params.init} --out {output.weights} --curve {output.curve}"
-            " --checkpoint-dir {params.checkpoint_dir} > {log} 2>&1"
+            " --checkpoint-dir {params.checkpoint_dir} >> {log} 2>&1"
