@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -99,8 +100,11 @@ def training_settings(config, spec, stage_name: str, run: str = "hsrdiff") -> di
     names = [s["name"] for s in stages]
     if stage_name not in names:
         raise HsrdiffError(f"no stage '{stage_name}' in the stages of '{run}'; stages: {', '.join(names)}")
+    # Only the training schedule: the sampling schedule must not be a param of the training rules,
+    # or a new step count for sampling would retrain every stage.
     return {"stage": stages[names.index(stage_name)], "model": settings["model"], "training": settings["training"],
-            "diffusion": settings["diffusion"], "metadata": {"dataset": spec.name, "ratio": spec.ratio, "method": run}}
+            "diffusion": {"train_schedule": settings["diffusion"]["train_schedule"]},
+            "metadata": {"dataset": spec.name, "ratio": spec.ratio, "method": run}}
 
 
 def cmd_train(args) -> int:
@@ -134,6 +138,14 @@ def cmd_train(args) -> int:
     except TrainingInterrupted as exc:
         log.warning("%s", exc)
         return INTERRUPTED_EXIT_CODE
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one process writes the files
+        from hsrdiff.provenance import stamp
+
+        outputs = [paths.weights] + ([paths.loss_curve] if paths.loss_curve else [])
+        inputs = [paths.patches] + ([paths.init_weights] if paths.init_weights else [])
+        metadata = settings.get("metadata") or {}
+        wildcards = {"dataset": metadata.get("dataset", ""), "run": metadata.get("method", "")}
+        stamp(outputs, f"train_{stage['name']}", inputs, settings, wildcards)
     return 0
 
 

@@ -84,7 +84,8 @@ def generalise(weights: str | Path, pair: RealPair, ratio: int, schedule_cfg: Ma
                sampling_cfg: Mapping[str, Any], out: str | Path, metadata: Mapping[str, Any] | None = None) -> dict:
     """Fuse ``pair`` with a model trained elsewhere and write the result and its consistency."""
     from hsrdiff.diffusion import Schedule
-    from hsrdiff.sampling import file_sha256, fuse, resolve_device
+    from hsrdiff.provenance import sha256_file
+    from hsrdiff.sampling import fuse, resolve_device
     from hsrdiff.training.checkpoint import load_weights
 
     device = resolve_device(sampling_cfg.get("device", "auto"))
@@ -117,7 +118,7 @@ def generalise(weights: str | Path, pair: RealPair, ratio: int, schedule_cfg: Ma
         fh.create_dataset("lr_hsi", data=pair.lr_hsi)
         fh.create_dataset("hr_msi", data=pair.msi)
         fh.create_dataset("srf_fitted", data=srf)
-        write_attrs(fh, {"note": pair.note, "weights_file": str(weights), "weights_sha256": file_sha256(weights),
+        write_attrs(fh, {"note": pair.note, "weights_file": str(weights), "weights_sha256": sha256_file(weights),
                          "band_resampling": f"{pair.hsi.shape[0]}->{mc['hsi_bands']} HSI, {pair.msi.shape[0]}->{mc['msi_bands']} MSI bands, linear",
                          "consistency": json.dumps(consistency), **(metadata or {})})
     return consistency

@@ -7,9 +7,7 @@ the summed weights), so memory follows the tile size and tiling leaves no seams.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -17,11 +15,11 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-import hsrdiff
 from hsrdiff.diffusion import AncestralSampler, Schedule, to_data_range, to_model_range
 from hsrdiff.errors import DataError
 from hsrdiff.io import atomic_h5, write_attrs
 from hsrdiff.models import Denoiser
+from hsrdiff.provenance import code_version, sha256_file
 
 
 def tile_boxes(height: int, width: int, tile: int | None, overlap: int, ratio: int) -> list[tuple[int, int, int, int]]:
@@ -114,25 +112,6 @@ def fuse(model: Denoiser, lr_hsi, hr_msi, ratio: int, schedule: Schedule | None 
     return FusionResult(stack.mean(dim=0).cpu().numpy(), std, time.perf_counter() - t0)
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def code_version() -> str:
-    """The package version and, in a git checkout, the commit (marked when the tree is dirty)."""
-    root = Path(__file__).resolve().parents[1]
-    try:
-        commit = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty"], capture_output=True,
-                                text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return f"hsrdiff {hsrdiff.__version__}" + (f" ({commit})" if commit else "")
-
-
 def write_fused(path: str | Path, result: FusionResult, wavelengths: np.ndarray | None, provenance: Mapping[str, Any]) -> None:
     """One HDF5 per scene: ``fused`` (L, H, W), ``std`` when several samples, ``wavelengths``, provenance attributes."""
     with atomic_h5(path) as fh:
@@ -167,7 +146,7 @@ def fuse_files(weights: str | Path, lr_hsi: np.ndarray, hr_msi: np.ndarray, out:
                   tile=settings["tile"], overlap=int(settings["overlap"] or 0), n_samples=int(settings["n_samples"] or 1),
                   seed=int(settings["seed"] or 0), device=device)
     write_fused(out, result, wavelengths, {
-        "method": "hsrdiff", "weights_file": str(weights), "weights_sha256": file_sha256(weights), "mode": blob["mode"],
+        "method": "hsrdiff", "weights_file": str(weights), "weights_sha256": sha256_file(weights), "mode": blob["mode"],
         "stage": blob.get("stage", ""), "schedule": json.dumps(dict(schedule_cfg)), "sampling": json.dumps(settings),
         "device": str(device), **(provenance or {}),
     })

@@ -58,6 +58,8 @@ def slurm_cluster(tmp_path_factory):
     state = tmp_path_factory.mktemp("slurm-state")
     env = {**os.environ, "HSRDIFF_SLURM_STATE": str(state)}
     up = subprocess.run(["bash", str(SLURM_DIR / "cluster-up.sh")], env=env, capture_output=True, text=True, timeout=900)
+    if up.returncode == 3:
+        pytest.skip(up.stderr.strip())
     try:
         # Root on Debian is where this test must run (CI): a cluster that does not start fails it.
         assert up.returncode == 0, f"cluster-up.sh failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"

@@ -13,6 +13,7 @@ import torch
 import yaml
 
 from conftest import REPO
+from hsrdiff.provenance import read, sha256_file
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile")]
 
@@ -78,7 +79,7 @@ def test_data_and_training_stages_run_on_a_small_demo(tmp_path, default_config):
     result = run_snakemake(tmp_path, small_demo_config(default_config), "--cores", "2")
     assert result.returncode == 0, result.stderr[-4000:]
     res = tmp_path / "resources"
-    assert sorted(p.name for p in (res / "prepared" / "demo").iterdir()) == [
+    assert sorted(p.name for p in (res / "prepared" / "demo").glob("*.h5")) == [
         "test_00.h5", "test_01.h5", "train_00.h5", "train_01.h5", "train_02.h5"]
     with h5py.File(res / "degraded" / "demo" / "test_01.h5") as fh:
         assert fh["gt"].shape == (31, 64, 64)
@@ -101,7 +102,7 @@ def test_data_and_training_stages_run_on_a_small_demo(tmp_path, default_config):
     # Stages chain: each starts from the previous one's weights; checkpoints stay beside them.
     for run, mode in (("hsrdiff", "diffusion"), ("regression", "regression")):
         models = tmp_path / "results" / "demo" / "models" / run
-        assert sorted(p.name for p in models.iterdir()) == ["s1.pt", "s1_loss.png", "s2.pt", "s2_loss.png", "s3.pt", "s3_loss.png"]
+        assert sorted(p.name for p in models.iterdir() if not p.name.endswith(".prov.json")) == ["s1.pt", "s1_loss.png", "s2.pt", "s2_loss.png", "s3.pt", "s3_loss.png"]
         s3 = torch.load(models / "s3.pt", weights_only=False)
         assert s3["stage"] == "s3" and s3["step"] == 2 and s3["model_config"]["channels"] == 8 and s3["mode"] == mode
     assert "resuming" not in (tmp_path / "logs" / "train" / "demo" / "hsrdiff" / "s2.log").read_text()
@@ -118,9 +119,29 @@ def test_data_and_training_stages_run_on_a_small_demo(tmp_path, default_config):
         assert fh["fused"].shape == (31, 64, 64) and len(fh.attrs["weights_sha256"]) == 64
 
     figures = tmp_path / "results" / "demo" / "figures"
-    assert sorted(p.name for p in figures.iterdir()) == sorted(
+    assert sorted(p.name for p in figures.glob("*.png")) == sorted(
         f"test_0{i}_{kind}.png" for i in range(2) for kind in ("composite", "errors", "spectra"))
-    assert all(p.stat().st_size > 5000 for p in figures.iterdir())
+    assert all(p.stat().st_size > 5000 for p in figures.glob("*.png"))
+
+    # Provenance: every file a rule made has a sidecar naming the rule, its settings, the digest
+    # of each input and the code version; the digests chain from one stage to the next.
+    made = [p for top in ("resources", "results") for p in (tmp_path / top).rglob("*")
+            if p.is_file() and not p.name.endswith(".prov.json") and "checkpoints" not in p.parts]
+    assert len(made) > 40
+    missing = [str(p.relative_to(tmp_path)) for p in made if not Path(f"{p}.prov.json").is_file()]
+    assert not missing, missing
+    fused = read(tmp_path / "results" / "demo" / "fused" / "hsrdiff" / "test_00.h5")
+    assert fused["rule"] == "sample" and fused["wildcards"] == {"dataset": "demo", "run": "hsrdiff", "scene": "test_00"}
+    weights = tmp_path / "results" / "demo" / "models" / "hsrdiff" / "s3.pt"
+    assert fused["inputs"]["results/demo/models/hsrdiff/s3.pt"] == sha256_file(weights)
+    assert fused["settings"]["params"]["schedule"]["steps"] == 4
+    assert fused["code_version"].startswith("hsrdiff ")
+    trained = read(weights)
+    assert trained["rule"] == "train_s3" and trained["settings"]["stage"]["name"] == "s3"
+    assert trained["inputs"]["results/demo/models/hsrdiff/s2.pt"] == read(weights.with_name("s2.pt"))["self"]["sha256"]
+    degraded = read(res / "degraded" / "demo" / "test_01.h5")
+    assert degraded["settings"]["dataset"]["ratio"] == 4 and degraded["rule"] == "degrade"
+
     report = tmp_path / "report.html"
     result = run_snakemake(tmp_path, small_demo_config(default_config), "--report", str(report))
     assert result.returncode == 0 and report.stat().st_size > 100_000, result.stderr[-2000:]
@@ -138,6 +159,11 @@ def test_data_and_training_stages_run_on_a_small_demo(tmp_path, default_config):
     # A sampling setting invalidates sampling and metrics only.
     config = small_demo_config(default_config)
     config["sampling"] = {"seed": 7}
+    result = run_snakemake(tmp_path, config, "-n", "--cores", "2")
+    assert _job_counts(result) == {"sample": 4, "evaluate": 4, "aggregate": 1, "figures": 2, "all": 1}
+    # So does another number of sampling steps: no stage is retrained.
+    config = small_demo_config(default_config)
+    config["diffusion"]["sample_schedule"]["steps"] = 8
     result = run_snakemake(tmp_path, config, "-n", "--cores", "2")
     assert _job_counts(result) == {"sample": 4, "evaluate": 4, "aggregate": 1, "figures": 2, "all": 1}
 

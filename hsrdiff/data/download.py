@@ -7,7 +7,6 @@ Only a complete, verified file is renamed to ``dest``.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -23,19 +22,12 @@ from tqdm import tqdm
 
 from hsrdiff.errors import DownloadError
 from hsrdiff.io import atomic_path
+from hsrdiff.provenance import sha256_file
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 USER_AGENT = "hsrdiff-downloader/1.0"
-
-
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _manual_hint(url: str, dest: Path, sha256: str | None) -> str:
@@ -100,7 +92,7 @@ def download(
     """
     dest = Path(dest)
     if dest.exists():
-        if sha256 and sha256_of(dest) != sha256.lower():
+        if sha256 and sha256_file(dest) != sha256.lower():
             raise DownloadError(f"{dest} exists but its sha256 differs from the expected {sha256}; delete it to download again")
         log.info("%s already present", dest)
         return dest
@@ -133,7 +125,7 @@ def download(
             f"{url}: got {got} bytes, expected {size}; the partial file was removed. {_manual_hint(url, dest, sha256)}"
         )
     if sha256:
-        actual = sha256_of(part)
+        actual = sha256_file(part)
         if actual != sha256.lower():
             part.unlink(missing_ok=True)
             raise DownloadError(

@@ -12,8 +12,19 @@ set -euo pipefail
 STATE=${HSRDIFF_SLURM_STATE:-/tmp/hsrdiff-slurm}
 export DEBIAN_FRONTEND=noninteractive
 
-if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+MARK="# written by hsrdiff tests/slurm/cluster-up.sh"
+# Exit code 3: this machine cannot host the test cluster (the test is skipped, not failed).
+if [ "$(id -u)" != 0 ] || ! command -v apt-get > /dev/null; then
   echo "cluster-up.sh needs root on Debian (apt-get); this is uid $(id -u)" >&2
+  exit 3
+fi
+# Never touch a real cluster's configuration.
+if [ -e /etc/slurm/slurm.conf ] && ! head -1 /etc/slurm/slurm.conf | grep -qF "$MARK"; then
+  echo "/etc/slurm/slurm.conf exists and is not the test cluster's: leaving this machine's Slurm alone" >&2
+  exit 3
+fi
+if pgrep -x slurmctld > /dev/null || pgrep -x slurmd > /dev/null; then
+  echo "slurmctld or slurmd is already running; stop it first (tests/slurm/cluster-down.sh)" >&2
   exit 3
 fi
 
@@ -50,6 +61,7 @@ host=$(hostname -s)
 # slurmd -C reports the real topology; the configured memory must not exceed the detected.
 node=$(slurmd -C | head -1 | awk '{for (i = 1; i <= NF; i++) if ($i ~ /^RealMemory=/) {split($i, a, "="); $i = "RealMemory=" a[2] - 1024} print}')
 cat > /etc/slurm/slurm.conf <<CONF
+${MARK}
 ClusterName=hsrdiff-ci
 SlurmctldHost=${host}(127.0.0.1)
 SlurmUser=root
@@ -89,6 +101,7 @@ CONF
 # Two fake GPUs, so that a 2-GPU training job (torchrun, 2 processes) is scheduled. A gpu gres
 # needs a device file (a count alone leaves the node INVALID); /dev/null and /dev/zero are two.
 cat > /etc/slurm/gres.conf <<CONF
+${MARK}
 AutoDetect=off
 NodeName=${host} Name=gpu File=/dev/null
 NodeName=${host} Name=gpu File=/dev/zero
@@ -109,6 +122,7 @@ mariadb -S "$STATE/run/mysql.sock" -u root -e "
   CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY 'hsrdiff-ci';
   GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1'; FLUSH PRIVILEGES;"
 cat > /etc/slurm/slurmdbd.conf <<CONF
+${MARK}
 AuthType=auth/munge
 DbdHost=${host}
 DbdAddr=127.0.0.1

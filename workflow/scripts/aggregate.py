@@ -5,7 +5,10 @@ setup_logging(snakemake.log[0])
 import pandas as pd
 
 from hsrdiff.evaluation import summarise, write_table
+from hsrdiff.provenance import stamp_snakemake_job
 
 rows = pd.concat([pd.read_csv(path) for path in snakemake.input.rows]).to_dict("records")
 write_table(rows, snakemake.output.metrics)
 summarise(snakemake.output.metrics, snakemake.output.summary_csv, snakemake.output.summary_md, snakemake.params.methods)
+
+stamp_snakemake_job(snakemake)

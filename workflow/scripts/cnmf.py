@@ -5,6 +5,7 @@ setup_logging(snakemake.log[0])
 from hsrdiff.baselines import cnmf
 from hsrdiff.degradation import PSF
 from hsrdiff.io import open_h5, read_arrays
+from hsrdiff.provenance import stamp_snakemake_job
 from hsrdiff.sampling import write_fused
 
 obs = read_arrays(snakemake.input.observations, "lr_hsi", "hr_msi", "srf", "psf", "wavelengths")
@@ -16,3 +17,5 @@ result = cnmf(obs["lr_hsi"], obs["hr_msi"], obs["srf"], psf, n_endmembers=settin
               delta=settings["delta"])
 write_fused(snakemake.output.fused, result, obs["wavelengths"],
             {"method": "cnmf", "dataset": snakemake.wildcards.dataset, "scene": snakemake.wildcards.scene, **settings})
+
+stamp_snakemake_job(snakemake)

@@ -3,6 +3,7 @@ from hsrdiff.log import setup_logging
 setup_logging(snakemake.log[0])
 
 from hsrdiff.data.download import fetch_dataset
+from hsrdiff.provenance import stamp_snakemake_job
 
 source, options = snakemake.params.source, snakemake.params.options
 fetch_dataset(
@@ -15,3 +16,5 @@ fetch_dataset(
     timeout=options["timeout_s"],
     backoff=options["backoff_s"],
 )
+
+stamp_snakemake_job(snakemake)

@@ -3,6 +3,7 @@ from hsrdiff.log import setup_logging
 setup_logging(snakemake.log[0])
 
 from hsrdiff.evaluation import write_table
+from hsrdiff.provenance import stamp_snakemake_job
 from hsrdiff.realpair import generalise, load_pair
 
 settings = snakemake.params.pair
@@ -10,3 +11,5 @@ pair = load_pair(snakemake.input.pair, settings["hsi_variable"], settings["msi_v
 consistency = generalise(snakemake.input.weights, pair, settings["ratio"], snakemake.params.schedule,
                          snakemake.params.sampling, snakemake.output.fused, {"pair": snakemake.wildcards.pair})
 write_table([{"pair": snakemake.wildcards.pair, "note": pair.note, **consistency}], snakemake.output.consistency)
+
+stamp_snakemake_job(snakemake)

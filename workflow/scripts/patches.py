@@ -3,6 +3,7 @@ from hsrdiff.log import setup_logging
 setup_logging(snakemake.log[0])
 
 from hsrdiff.data.patches import extract_patches
+from hsrdiff.provenance import stamp_snakemake_job
 
 size = snakemake.wildcards.size
 extract_patches(
@@ -12,3 +13,5 @@ extract_patches(
     stride_fraction=snakemake.params.options["stride_fraction"],
     max_per_scene=snakemake.params.options["max_per_scene"],
 )
+
+stamp_snakemake_job(snakemake)

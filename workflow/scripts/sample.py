@@ -3,6 +3,7 @@ from hsrdiff.log import setup_logging
 setup_logging(snakemake.log[0])
 
 from hsrdiff.io import read_arrays
+from hsrdiff.provenance import stamp_snakemake_job
 from hsrdiff.sampling import fuse_files
 
 obs = read_arrays(snakemake.input.observations, "lr_hsi", "hr_msi", "wavelengths")
@@ -17,3 +18,5 @@ fuse_files(
     provenance={"dataset": snakemake.wildcards.dataset, "scene": snakemake.wildcards.scene,
                 "observations": snakemake.input.observations},
 )
+
+stamp_snakemake_job(snakemake)
