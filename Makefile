@@ -6,7 +6,7 @@ VENV ?= .venv
 CORES ?= 2
 BIN := $(VENV)/bin
 
-.PHONY: demo test dag lint clean-results
+.PHONY: demo test dag rulegraph lint clean-results
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,14 @@ dag: $(BIN)/.installed
 	mkdir -p results
 	$(BIN)/snakemake --rulegraph dot --cores 1 | dot -Tsvg > results/rulegraph.svg
 	$(BIN)/snakemake --dag dot --cores 1 | dot -Tsvg > results/dag.svg
+
+## rulegraph: refresh the rule graph shown in README.md (Mermaid, drawn by Snakemake itself)
+rulegraph: $(BIN)/.installed
+	$(BIN)/snakemake --rulegraph mermaid-js --cores 1 > .rulegraph.mmd
+	awk -v graph=.rulegraph.mmd ' \
+	  /<!-- rulegraph:start -->/ { print; print "```mermaid"; while ((getline line < graph) > 0) print line; print "```"; skip = 1; next } \
+	  /<!-- rulegraph:end -->/ { skip = 0 } \
+	  !skip' README.md > .README.md.tmp && mv .README.md.tmp README.md && rm .rulegraph.mmd
 
 ## lint: Snakemake's own checks of the workflow
 lint: $(BIN)/.installed

@@ -28,7 +28,7 @@ from conftest import REPO
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 SLURM_DIR = REPO / "tests" / "slurm"
-GPU_RULES = {"train_stage1", "train_stage2", "sample"}
+GPU_RULES = {"train_stage1", "train_stage2", "train_stage3", "sample"}
 CPU_RULES = {"generate_demo", "prepare", "degrade", "patches", "bicubic", "evaluate", "aggregate", "figures"}
 # Stage 1 gets a 2-minute limit and SIGTERM 15 s before it. slurmctld acts on a 30 s timer and
 # sends the signal once at most warn + 30 s remain, so it comes 75 to 105 s into a job; after
@@ -105,9 +105,13 @@ def pipeline(slurm_cluster, tmp_path_factory):
         "--slurm-partition-config", str(SLURM_DIR / "partitions.yaml"),
         "--slurm-init-seconds-before-status-checks", "2",
         # ... and what the test is about: a too-short limit for stage 1, two GPUs for stage 2
-        # (one core each: the node has two).
+        # (one core each: the node has two), and stage 3 as a multi-node job on one node.
+        # --set-resources replaces the profile's whole set-resources: its signal lines are
+        # repeated, as docs/slurm.md tells users to.
         "--set-resources", f"train_stage1:runtime={STAGE1_RUNTIME_MIN}",
         f"train_stage1:slurm_extra='--signal=TERM@{STAGE1_WARN_S}'", "train_stage2:gpu=2", "train_stage2:cpus_per_gpu=1",
+        "train_stage2:slurm_extra='--signal=TERM@300'", "train_stage3:slurm_extra='--signal=TERM@300'",
+        "train_stage3:gpu=2", "train_stage3:cpus_per_gpu=1", "train_stage3:mpi=srun", "train_stage3:tasks_per_node=2",
     ]
     started = time.monotonic()
     run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1600,
@@ -155,6 +159,12 @@ def test_every_rule_went_through_slurm(pipeline):
     summary = pd.read_csv(pipeline["workdir"] / "results" / "demo" / "summary.csv")
     assert set(summary["method"]) == {"hsrdiff", "bicubic"}
     assert summary["psnr"].between(10, 80).all(), summary
+    # Provenance names the Slurm job that made a file.
+    from hsrdiff.provenance import read
+
+    (sample,) = [job for job in pipeline["jobs"] if job["rule"] == "sample"]
+    fused = read(pipeline["workdir"] / "results" / "demo" / "fused" / "hsrdiff" / "test_00.h5")
+    assert fused["environment"]["slurm_job_id"] == sample["JobID"]
     # The plugin keeps a log per job (slurm-keep-successful-logs): one per sacct record.
     logs = list((pipeline["workdir"] / "logs" / "slurm").rglob("*.log"))
     assert {p.stem for p in logs} == {job["JobID"] for job in pipeline["jobs"]}
@@ -164,11 +174,16 @@ def test_gpu_rules_asked_for_gpus_and_cpu_rules_did_not(pipeline):
     for job in pipeline["jobs"]:
         submit, gpus = job["SubmitLine"].split(" --wrap")[0], _gpus(job["AllocTRES"])
         if job["rule"] in GPU_RULES:
-            want = 2 if job["rule"] == "train_stage2" else 1
+            want = 2 if job["rule"] in ("train_stage2", "train_stage3") else 1
             assert gpus == want and f"--gpus={want}" in submit, job
             assert job["Partition"] == "gpu", job
-            # Never tasks on a GPU rule: one process per job; torchrun makes the per-GPU ones.
-            assert "--ntasks" not in submit and f"--cpus-per-gpu={3 - want}" in submit, job
+            assert f"--cpus-per-gpu={3 - want}" in submit, job
+            # Never tasks on a GPU rule: one process per job, torchrun makes the per-GPU ones;
+            # only the multi-node path asks for one task per GPU on each node.
+            tasks = ["--ntasks-per-node=2"] if job["rule"] == "train_stage3" else []
+            assert [w for w in submit.split() if w.startswith("--ntasks")] == tasks, job
+            # Training is warned before its time limit, so that it checkpoints.
+            assert ("--signal=TERM@" in submit) == job["rule"].startswith("train_"), job
         else:
             assert gpus == 0 and "--gpus" not in submit and "--gres" not in submit, job
             assert job["Partition"] == "cpu", job
@@ -197,12 +212,16 @@ def test_too_short_training_job_is_resubmitted_and_resumes_without_loss(pipeline
     assert weights.exists()
 
 
-def test_two_gpu_job_ran_one_torchrun_with_two_processes(pipeline):
-    ckpt_dir = pipeline["workdir"] / "results" / "demo" / "checkpoints" / "hsrdiff" / "stage2"
+@pytest.mark.parametrize("stage,launcher", [
+    ("stage2", "torch.distributed.run --standalone --nproc_per_node=2 -m hsrdiff.cli train"),  # one node, torchrun
+    ("stage3", "exec srun --nodes=1 --ntasks-per-node=2 --kill-on-bad-exit=1 "),  # the multi-node path
+])
+def test_two_gpu_jobs_train_with_two_processes(pipeline, stage, launcher):
+    ckpt_dir = pipeline["workdir"] / "results" / "demo" / "checkpoints" / "hsrdiff" / stage
     with open(ckpt_dir / "attempts.csv") as fh:
         attempts = list(csv.DictReader(fh))
     assert [a["event"] for a in attempts] == ["start", "done"]
     assert {a["world_size"] for a in attempts} == {"2"}
-    (stage2,) = [job for job in pipeline["jobs"] if job["rule"] == "train_stage2"]
-    assert _gpus(stage2["AllocTRES"]) == 2 and stage2["State"] == "COMPLETED"
-    assert "torch.distributed.run --standalone --nproc_per_node=2" in pipeline["out"]
+    (job,) = [job for job in pipeline["jobs"] if job["rule"] == f"train_{stage}"]
+    assert _gpus(job["AllocTRES"]) == 2 and job["State"] == "COMPLETED"
+    assert launcher in pipeline["out"]

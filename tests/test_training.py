@@ -220,3 +220,16 @@ def test_changed_settings_or_a_forced_rerun_start_over(demo_data, tmp_path, capl
     # Another learning rate: not resumed from the old checkpoints.
     summary = train_stage(paths, {**stage, "learning_rate": 5e-4}, TINY_MODEL, training, diffusion)
     assert summary["resumed_from"] == 0 and "settings, inputs or model changed" in caplog.text
+
+
+def test_ranks_of_tasks_started_by_srun():
+    from hsrdiff.training.distributed import environment_from_slurm
+
+    task = {"SLURM_PROCID": "3", "SLURM_STEP_NUM_TASKS": "8", "SLURM_LOCALID": "1", "SLURM_JOB_ID": "123",
+            "SLURM_STEP_NODELIST": "n1,n2"}
+    assert environment_from_slurm(task) == {"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1",
+                                           "MASTER_ADDR": "n1", "MASTER_PORT": "20123"}
+    # torchrun's own variables win; a single task (the usual `srun -n1` of a job) is not distributed.
+    assert environment_from_slurm({**task, "WORLD_SIZE": "2"}) == {}
+    assert environment_from_slurm({**task, "SLURM_STEP_NUM_TASKS": "1"}) == {}
+    assert environment_from_slurm({"SLURM_STEP_NUM_TASKS": "4"}) == {}

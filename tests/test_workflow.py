@@ -203,3 +203,36 @@ def test_unknown_method_is_a_clear_error(tmp_path, default_config):
     result = run_snakemake(tmp_path, config, "-n", "--cores", "1")
     assert result.returncode != 0
     assert "evaluation.methods lists 'unet', which is neither hsrdiff" in result.stdout + result.stderr
+
+
+def _rulegraph(fmt: str) -> str:
+    result = subprocess.run([*SNAKEMAKE, "--rulegraph", fmt, "--cores", "1"], capture_output=True, text=True, cwd=REPO,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def _mermaid_edges(graph: str) -> set[tuple[str, str]]:
+    """The edges of a Mermaid flowchart by rule name (Snakemake's edge order and ids vary)."""
+    import re
+
+    names = dict(re.findall(r"^\s*(id\d+)\[([^\]]+)\]", graph, re.M))
+    return {(names[a], names[b]) for a, b in re.findall(r"^\s*(id\d+) --> (id\d+)", graph, re.M)}
+
+
+def test_readme_shows_the_current_rule_graph():
+    readme = (REPO / "README.md").read_text()
+    shown = readme.split("<!-- rulegraph:start -->\n```mermaid\n")[1].split("```\n<!-- rulegraph:end -->")[0]
+    edges = _mermaid_edges(shown)
+    assert ("train_stage1", "train_stage2") in edges and ("sample", "evaluate") in edges
+    assert edges == _mermaid_edges(_rulegraph("mermaid-js")), "README's rule graph is stale: run `make rulegraph`"
+
+
+def test_rule_graph_renders_to_svg_with_graphviz(tmp_path):
+    import shutil
+
+    if shutil.which("dot") is None:
+        pytest.skip("graphviz's dot is not installed (apt-get install graphviz); `make dag` needs it")
+    svg = subprocess.run(["dot", "-Tsvg"], input=_rulegraph("dot"), capture_output=True, text=True, timeout=60, check=True).stdout
+    assert svg.lstrip().startswith("<?xml") and "<svg" in svg
+    assert all(f">{rule}<" in svg for rule in ("prepare", "degrade", "patches", "train_stage1", "sample", "aggregate"))

@@ -2,6 +2,7 @@
 import json
 import sys
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from hsrdiff.data.registry import DatasetSpec
@@ -111,7 +112,16 @@ def cpus_per_gpu(wildcards, threads):
 
 
 def train_launcher(wildcards, resources):
-    """One process, or torchrun with one process per GPU when a rule asks for several."""
+    """How the training starts: one process; torchrun with one process per GPU when a rule asks
+    for several GPUs; or, with the `mpi` resource (several nodes), that launcher (srun) starting
+    `tasks_per_node` processes on each of `nodes` nodes, which take their ranks from SLURM."""
+    mpi = getattr(resources, "mpi", None)
+    if mpi:
+        nodes = int(getattr(resources, "nodes", 1) or 1)
+        per_node = int(getattr(resources, "tasks_per_node", 0) or 0)
+        if per_node < 1:
+            raise WorkflowError("an `mpi` training job needs `tasks_per_node` (one task per GPU of a node)")
+        return f"{mpi} --nodes={nodes} --ntasks-per-node={per_node} --kill-on-bad-exit=1 {sys.executable}"
     gpus = int(getattr(resources, "gpu", 0) or 0)
     if gpus > 1:
         return f"{sys.executable} -m torch.distributed.run --standalone --nproc_per_node={gpus}"
