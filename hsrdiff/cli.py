@@ -186,6 +186,10 @@ def cmd_fuse(args) -> int:
     lr_hsi, hr_msi = load_cube(args.lr_hsi), load_cube(args.hr_msi)
     result = fuse_files(args.weights, lr_hsi, hr_msi, args.out, schedule, sampling,
                         provenance={"lr_hsi": args.lr_hsi, "hr_msi": args.hr_msi})
+    from hsrdiff.provenance import stamp
+
+    inputs = [args.weights] + [spec.partition(":")[0] for spec in (args.lr_hsi, args.hr_msi)]
+    stamp([args.out], "hsrdiff fuse", inputs, {"schedule": schedule, "sampling": sampling})
     log.info("fused %s -> %s in %.1f s", args.lr_hsi, args.out, result.seconds)
     return 0
 

@@ -67,6 +67,11 @@ def test_fuse_cli_on_user_files(degraded, tmp_path):
     with h5py.File(out) as fh:
         assert fh["fused"].shape == (5, 32, 32) and fh["std"].shape == (5, 32, 32)
         assert len(fh.attrs["weights_sha256"]) == 64 and '"n_samples": 2' in fh.attrs["sampling"]
+    from hsrdiff.provenance import read, sha256_file
+
+    rec = read(out)
+    assert rec["inputs"][str(tmp_path / "msi.h5")] == sha256_file(tmp_path / "msi.h5")
+    assert rec["settings"]["schedule"]["steps"] == 4 and rec["settings"]["sampling"]["n_samples"] == 2
     np.save(tmp_path / "lr_bad.npy", lr[:4])
     args[args.index(str(tmp_path / "lr.npy"))] = str(tmp_path / "lr_bad.npy")
     assert main(args) == 2  # 4 bands for a 5-band model: a clear error, no traceback
