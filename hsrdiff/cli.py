@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -108,6 +107,7 @@ def training_settings(config, spec, stage_name: str, run: str = "hsrdiff") -> di
 
 
 def cmd_train(args) -> int:
+    from hsrdiff.provenance import stamp
     from hsrdiff.training.trainer import INTERRUPTED_EXIT_CODE, StagePaths, TrainingInterrupted, train_stage
 
     if args.settings:
@@ -134,13 +134,12 @@ def cmd_train(args) -> int:
     paths = StagePaths(patches=Path(args.patches), weights=Path(args.out), checkpoint_dir=Path(args.checkpoint_dir),
                        init_weights=Path(args.init) if args.init else None, loss_curve=Path(args.curve) if args.curve else None)
     try:
-        train_stage(paths, stage, settings["model"], settings["training"], settings["diffusion"], settings.get("metadata"))
+        summary = train_stage(paths, stage, settings["model"], settings["training"], settings["diffusion"],
+                              settings.get("metadata"))
     except TrainingInterrupted as exc:
         log.warning("%s", exc)
         return INTERRUPTED_EXIT_CODE
-    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one process writes the files
-        from hsrdiff.provenance import stamp
-
+    if summary["rank"] == 0:  # with several processes, the one that wrote the files
         outputs = [paths.weights] + ([paths.loss_curve] if paths.loss_curve else [])
         inputs = [paths.patches] + ([paths.init_weights] if paths.init_weights else [])
         metadata = settings.get("metadata") or {}
@@ -173,6 +172,7 @@ def load_cube(spec: str):
 
 def cmd_fuse(args) -> int:
     from hsrdiff.config import load_config
+    from hsrdiff.provenance import stamp
     from hsrdiff.sampling import fuse_files
 
     config = load_config(args.config)
@@ -186,8 +186,6 @@ def cmd_fuse(args) -> int:
     lr_hsi, hr_msi = load_cube(args.lr_hsi), load_cube(args.hr_msi)
     result = fuse_files(args.weights, lr_hsi, hr_msi, args.out, schedule, sampling,
                         provenance={"lr_hsi": args.lr_hsi, "hr_msi": args.hr_msi})
-    from hsrdiff.provenance import stamp
-
     inputs = [args.weights] + [spec.partition(":")[0] for spec in (args.lr_hsi, args.hr_msi)]
     stamp([args.out], "hsrdiff fuse", inputs, {"schedule": schedule, "sampling": sampling})
     log.info("fused %s -> %s in %.1f s", args.lr_hsi, args.out, result.seconds)

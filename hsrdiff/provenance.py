@@ -48,12 +48,6 @@ def _stat_key(path: Path) -> dict:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def _files_of(path: Path) -> list[Path]:
-    if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file() and not p.name.endswith(SUFFIX))
-    return [path]
-
-
 def describe(path: str | Path) -> dict:
     """Digest, size and mtime of a file, or of every file in a directory (by relative name).
 
@@ -76,7 +70,8 @@ def describe(path: str | Path) -> dict:
 
     if path.is_dir():
         known = recorded.get("files", {})
-        return {"files": {str(f.relative_to(path)): one(f, known.get(str(f.relative_to(path)))) for f in _files_of(path)}}
+        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.endswith(SUFFIX))
+        return {"files": {str(f.relative_to(path)): one(f, known.get(str(f.relative_to(path)))) for f in files}}
     return one(path, recorded)
 
 
@@ -172,5 +167,4 @@ def stamp_snakemake_job(smk: Any) -> list[Path]:
     settings: dict[str, Any] = {"params": dict(smk.params.items())}
     if "dataset" in wildcards and wildcards["dataset"] in smk.config.get("datasets", {}):
         settings["dataset"] = smk.config["datasets"][wildcards["dataset"]]
-    outputs = [p for p in smk.output]
-    return stamp(outputs, smk.rule, list(smk.input), settings, wildcards)
+    return stamp(list(smk.output), smk.rule, list(smk.input), settings, wildcards)

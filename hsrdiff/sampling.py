@@ -19,7 +19,7 @@ from hsrdiff.diffusion import AncestralSampler, Schedule, to_data_range, to_mode
 from hsrdiff.errors import DataError
 from hsrdiff.io import atomic_h5, write_attrs
 from hsrdiff.models import Denoiser
-from hsrdiff.provenance import code_version, sha256_file
+from hsrdiff.provenance import code_version, describe
 
 
 def tile_boxes(height: int, width: int, tile: int | None, overlap: int, ratio: int) -> list[tuple[int, int, int, int]]:
@@ -146,7 +146,7 @@ def fuse_files(weights: str | Path, lr_hsi: np.ndarray, hr_msi: np.ndarray, out:
                   tile=settings["tile"], overlap=int(settings["overlap"] or 0), n_samples=int(settings["n_samples"] or 1),
                   seed=int(settings["seed"] or 0), device=device)
     write_fused(out, result, wavelengths, {
-        "method": "hsrdiff", "weights_file": str(weights), "weights_sha256": sha256_file(weights), "mode": blob["mode"],
+        "method": "hsrdiff", "weights_file": str(weights), "weights_sha256": describe(weights)["sha256"], "mode": blob["mode"],
         "stage": blob.get("stage", ""), "schedule": json.dumps(dict(schedule_cfg)), "sampling": json.dumps(settings),
         "device": str(device), **(provenance or {}),
     })

@@ -9,11 +9,14 @@ ranks with DistributedDataParallel compute the same update as one process on the
 from __future__ import annotations
 
 import csv
+import datetime
 import hashlib
 import json
 import logging
 import math
+import os
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -257,7 +260,11 @@ def train_stage(
 
     def attempt(event, at):
         if info.is_main:
-            _record_attempt(paths.checkpoint_dir / "attempts.csv", event, at, iterations, info.world_size)
+            _append_csv(paths.checkpoint_dir / "attempts.csv", {
+                "time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "event": event,
+                "step": at, "iterations": iterations, "world_size": info.world_size,
+                "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""), "host": socket.gethostname(),
+            }, ATTEMPT_FIELDS)
 
     attempt("resume" if start else "start", start)
     progress = None
@@ -325,7 +332,8 @@ def train_stage(
     if progress is not None:
         progress.close()
 
-    summary = {"stage": name, "steps": iterations, "resumed_from": start, "seconds": time.perf_counter() - t0}
+    summary = {"stage": name, "steps": iterations, "resumed_from": start, "seconds": time.perf_counter() - t0,
+               "rank": info.rank}
     if info.is_main:
         # Weights first, then the final checkpoint: a finished checkpoint thus means the weights
         # were written, and finding one on a rerun means the rerun was asked for.
@@ -359,23 +367,11 @@ def _truncate_csv(path: Path, start: int) -> None:
         writer.writerows(rows)
 
 
-def _record_attempt(path: Path, event: str, step: int, iterations: int, world_size: int) -> None:
-    import datetime
-    import os
-    import socket
-
+def _append_csv(path: Path, row: dict, fields: tuple[str, ...] = CSV_FIELDS) -> None:
+    """Append one row, with the header first when the file is new."""
     new = not path.exists()
     with open(path, "a", newline="") as fh:
-        writer = csv.DictWriter(fh, ATTEMPT_FIELDS)
+        writer = csv.DictWriter(fh, fields)
         if new:
             writer.writeheader()
-        writer.writerow({
-            "time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "event": event,
-            "step": step, "iterations": iterations, "world_size": world_size,
-            "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""), "host": socket.gethostname(),
-        })
-
-
-def _append_csv(path: Path, row: dict) -> None:
-    with open(path, "a", newline="") as fh:
-        csv.DictWriter(fh, CSV_FIELDS).writerow(row)
+        writer.writerow(row)
