@@ -236,3 +236,11 @@ def test_rule_graph_renders_to_svg_with_graphviz(tmp_path):
     svg = subprocess.run(["dot", "-Tsvg"], input=_rulegraph("dot"), capture_output=True, text=True, timeout=60, check=True).stdout
     assert svg.lstrip().startswith("<?xml") and "<svg" in svg
     assert all(f">{rule}<" in svg for rule in ("prepare", "degrade", "patches", "train_stage1", "sample", "aggregate"))
+
+
+def test_multi_node_training_without_tasks_per_node_is_a_clear_error(tmp_path, default_config):
+    result = run_snakemake(tmp_path, default_config, "-n", "--cores", "1",
+                           "--set-resources", "train_stage1:mpi=srun", "train_stage1:nodes=2", "train_stage1:gpu=8")
+    assert result.returncode != 0
+    assert "an `mpi` training job needs `tasks_per_node`" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
