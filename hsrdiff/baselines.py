@@ -17,11 +17,21 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from hsrdiff.degradation import PSF, spatial_degrade
-from hsrdiff.sampling import FusionResult
+from hsrdiff.files import FusionResult
 
 EPS = 1e-9
+
+
+def bicubic(lr_hsi: np.ndarray, ratio: int) -> FusionResult:
+    """The floor: bicubic upsampling of the LR-HSI (L, h, w) -> (L, h*ratio, w*ratio), clipped to [0, 1]."""
+    t0 = time.perf_counter()
+    lr = torch.as_tensor(lr_hsi, dtype=torch.float32)[None]
+    up = F.interpolate(lr, scale_factor=ratio, mode="bicubic", align_corners=False)[0].clamp(0, 1)
+    return FusionResult(up.numpy(), None, time.perf_counter() - t0)
 
 
 def vca(data: np.ndarray, n_endmembers: int, rng: np.random.Generator) -> np.ndarray:

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 import torch
 
-from hsrdiff.diffusion import fusion_loss
 from hsrdiff.degradation import make_psf
-from hsrdiff.models import ModelConfig, build_model
+from hsrdiff.models import ModelConfig
+from hsrdiff.training.settings import Stage, TrainingSettings
+from hsrdiff.training.trainer import build, train_step
 
 
 @dataclass
@@ -39,27 +40,26 @@ HEADER = ("| device | channels | patch | batch | patches/s | ms/step | peak memo
 
 def bench_one(channels: int, patch: int, batch: int, device: torch.device, steps: int = 3, warmup: int = 1,
               hsi_bands: int = 31, msi_bands: int = 3, ratio: int = 4, depth: int = 4, heads: int = 2, window: int = 8) -> BenchRow:
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(hsi_bands, msi_bands, channels=channels, depth=depth, heads=heads, window=window)).to(device)
-    opt = torch.optim.Adam(model.parameters(), 1e-4)
+    """Time :func:`hsrdiff.training.trainer.train_step`, the trainer's own step, with the
+    schema's default training settings."""
+    settings = TrainingSettings.from_dict({})
+    stage = Stage.from_dict({"name": "bench", "patch_size": patch, "batch_size": batch})
+    parts = build(ModelConfig(hsi_bands, msi_bands, channels=channels, depth=depth, heads=heads, window=window), stage,
+                  settings, None)
+    parts.model.to(device).train()
     psf = make_psf({}, ratio)
     srf = torch.softmax(torch.randn(msi_bands, hsi_bands), 1).to(device)
-    gt = torch.rand(batch, hsi_bands, patch, patch, device=device)
-    lr_hsi = torch.rand(batch, hsi_bands, patch // ratio, patch // ratio, device=device)
-    hr_msi = torch.rand(batch, msi_bands, patch, patch, device=device)
-    sg = torch.rand(batch, device=device)
+    data = {"gt": torch.rand(batch, hsi_bands, patch, patch, device=device),
+            "lr_hsi": torch.rand(batch, hsi_bands, patch // ratio, patch // ratio, device=device),
+            "hr_msi": torch.rand(batch, msi_bands, patch, patch, device=device)}
+    sqrt_gamma, eps = torch.rand(batch, device=device), torch.randn_like(data["gt"])
     use_bf16 = device.type == "cuda"
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.cuda.reset_peak_memory_stats(device)
 
     def step():
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_bf16):
-            x0_hat = model(gt * 2 - 1, sg, lr_hsi * 2 - 1, hr_msi * 2 - 1)
-        loss = fusion_loss((x0_hat.float() + 1) / 2, gt, lr_hsi, hr_msi, psf, srf)["loss"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        train_step(parts.model, parts, data, sqrt_gamma, eps, psf, srf, settings, use_bf16)
 
     for _ in range(warmup):
         step()
@@ -74,7 +74,7 @@ def bench_one(channels: int, patch: int, batch: int, device: torch.device, steps
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (KiB on Linux)
     dt = (time.perf_counter() - t0) / steps
-    params = sum(p.numel() for p in model.parameters()) / 1e6
+    params = sum(p.numel() for p in parts.model.parameters()) / 1e6
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     return BenchRow(name, channels, patch, batch, batch / dt, dt * 1000, peak, params)
 

@@ -63,7 +63,8 @@ def cmd_prepare(args) -> int:
     from hsrdiff.data.prepare import prepare_scene
 
     _, spec = _spec(args)
-    prepare_scene(spec, args.scene, args.out or spec.prepared_path(args.scene))
+    prepare_scene(spec.name, spec.scene(args.scene), spec.reader_settings(), spec.raw_location(),
+                  args.out or spec.prepared_path(args.scene))
     return 0
 
 
@@ -71,7 +72,8 @@ def cmd_degrade(args) -> int:
     from hsrdiff.data.simulate import degrade_scene
 
     _, spec = _spec(args)
-    degrade_scene(spec, args.scene, args.input or spec.prepared_path(args.scene), args.out or spec.degraded_path(args.scene))
+    degrade_scene(spec.name, spec.scene(args.scene), spec.degradation_settings(), args.input or spec.prepared_path(args.scene),
+                  args.out or spec.degraded_path(args.scene))
     return 0
 
 
@@ -89,50 +91,31 @@ def _patch_options(config) -> dict:
     return {"stride_fraction": config["patches"]["stride_fraction"], "max_per_scene": config["patches"]["max_per_scene"]}
 
 
-def training_settings(config, spec, stage_name: str, run: str = "hsrdiff") -> dict:
-    """What one training stage of a trained method needs from the configuration (the workflow
-    passes it as JSON). ``run``: hsrdiff or a key of ``variants``."""
-    from hsrdiff.runs import run_settings
-
-    settings = run_settings(config, run)
-    stages = settings["training"].pop("stages")
-    names = [s["name"] for s in stages]
-    if stage_name not in names:
-        raise HsrdiffError(f"no stage '{stage_name}' in the stages of '{run}'; stages: {', '.join(names)}")
-    # Only the training schedule: the sampling schedule must not be a param of the training rules,
-    # or a new step count for sampling would retrain every stage.
-    return {"stage": stages[names.index(stage_name)], "model": settings["model"], "training": settings["training"],
-            "diffusion": {"train_schedule": settings["diffusion"]["train_schedule"]},
-            "metadata": {"dataset": spec.name, "ratio": spec.ratio, "method": run}}
-
-
 def cmd_train(args) -> int:
     from hsrdiff.provenance import stamp
     from hsrdiff.training.trainer import INTERRUPTED_EXIT_CODE, StagePaths, TrainingInterrupted, train_stage
 
-    if args.settings:
+    if args.settings:  # the workflow's way: settings and paths from its stage plan, given explicitly
         settings = json.loads(args.settings)
-        spec = None
-    else:
-        config, spec = _spec(args)
-        settings = training_settings(config, spec, args.stage, args.run)
-    stage = settings["stage"]
-    if spec is not None:
-        from hsrdiff.runs import run_stages
+        missing = [n for n in ("patches", "out", "checkpoint_dir") if getattr(args, n) is None]
+        if missing:
+            raise HsrdiffError(f"train --settings needs --{', --'.join(m.replace('_', '-') for m in missing)}")
+        paths = StagePaths(patches=Path(args.patches), weights=Path(args.out), checkpoint_dir=Path(args.checkpoint_dir),
+                           init_weights=Path(args.init) if args.init else None,
+                           loss_curve=Path(args.curve) if args.curve else None)
+    else:  # by hand: the same stage plan as the workflow, each path overridable
+        from hsrdiff.methods import planned_stage
 
-        stages = [s["name"] for s in run_stages(config, args.run)]
-        i = stages.index(stage["name"])
-        args.patches = args.patches or spec.patches_path(stage["patch_size"])
-        args.out = args.out or spec.weights_path(args.run, stage["name"])
-        args.checkpoint_dir = args.checkpoint_dir or spec.checkpoint_dir(args.run, stage["name"])
-        args.curve = args.curve or spec.loss_curve_path(args.run, stage["name"])
-        if args.init is None and i > 0:
-            args.init = spec.weights_path(args.run, stages[i - 1])
-    missing = [n for n in ("patches", "out", "checkpoint_dir") if getattr(args, n) is None]
-    if missing:
-        raise HsrdiffError(f"train --settings needs --{', --'.join(m.replace('_', '-') for m in missing)}")
-    paths = StagePaths(patches=Path(args.patches), weights=Path(args.out), checkpoint_dir=Path(args.checkpoint_dir),
-                       init_weights=Path(args.init) if args.init else None, loss_curve=Path(args.curve) if args.curve else None)
+        if not (args.dataset and args.stage):
+            raise HsrdiffError("train needs --dataset and --stage (with --config), or --settings")
+        config, spec = _spec(args)
+        planned = planned_stage(config, spec.name, spec.ratio, args.method, args.stage)
+        settings = planned.settings
+        init = args.init or planned.init_weights
+        paths = StagePaths(patches=Path(args.patches or planned.patches), weights=Path(args.out or planned.weights),
+                           checkpoint_dir=Path(args.checkpoint_dir or planned.checkpoint_dir),
+                           init_weights=Path(init) if init else None, loss_curve=Path(args.curve or planned.loss_curve))
+    stage = settings["stage"]
     try:
         summary = train_stage(paths, stage, settings["model"], settings["training"], settings["diffusion"],
                               settings.get("metadata"))
@@ -143,7 +126,7 @@ def cmd_train(args) -> int:
         outputs = [paths.weights] + ([paths.loss_curve] if paths.loss_curve else [])
         inputs = [paths.patches] + ([paths.init_weights] if paths.init_weights else [])
         metadata = settings.get("metadata") or {}
-        wildcards = {"dataset": metadata.get("dataset", ""), "run": metadata.get("method", "")}
+        wildcards = {"dataset": metadata.get("dataset", ""), "method": metadata.get("method", "")}
         stamp(outputs, f"train_{stage['name']}", inputs, settings, wildcards)
     return 0
 
@@ -245,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="config/config.yaml", help="configuration file (default: %(default)s)")
     p.add_argument("--dataset", help="registry entry (with --config)")
     p.add_argument("--stage", help="stage name from training.stages (with --config)")
-    p.add_argument("--run", default="hsrdiff", help="the trained method: hsrdiff or a key of 'variants' (with --config)")
+    p.add_argument("--method", default="hsrdiff", help="the trained method: hsrdiff or a key of 'trained_methods' (with --config)")
     p.add_argument("--settings", help="JSON of {stage, model, training, diffusion, metadata} instead of --config (the workflow's way)")
     p.add_argument("--patches", type=Path, help="patch file of the stage's patch size")
     p.add_argument("--out", type=Path, help="final weights file")

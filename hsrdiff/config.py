@@ -52,6 +52,7 @@ def validate_config(config: Mapping[str, Any], source: str = "config") -> dict:
 
     Raises :class:`ConfigError` naming the key path and what was expected.
     """
+    check_renamed_keys(config, source)
     schema = load_schema()
     instance = copy.deepcopy(dict(config))
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
@@ -94,3 +95,22 @@ def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict:
         else:
             merged[key] = copy.deepcopy(value)
     return merged
+
+
+def schema_defaults(*where: str) -> dict[str, Any]:
+    """The ``default`` of each property of the schema object at ``where`` (a path of keys from
+    the schema's root, e.g. ``("properties", "training")``): code fills missing keys from here
+    instead of restating the defaults."""
+    node = load_schema()
+    for key in where:
+        node = node[key]
+    return {name: copy.deepcopy(sub["default"]) for name, sub in node.get("properties", {}).items() if "default" in sub}
+
+
+def check_renamed_keys(config: Mapping[str, Any], source: str = "config") -> None:
+    """Name the new key of a renamed one, rather than the schema's bare 'unexpected key'."""
+    if "variants" in config:
+        raise ConfigError(f"{source}: the key 'variants' is now 'trained_methods' (same content), and a method's "
+                          "model.variant is now model.architecture")
+    if isinstance(config.get("model"), Mapping) and "variant" in config["model"]:
+        raise ConfigError(f"{source}: the key model.variant is now model.architecture")

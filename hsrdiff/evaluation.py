@@ -1,4 +1,4 @@
-"""Evaluation: the bicubic baseline, metrics per scene, and the per-dataset tables.
+"""Evaluation: metrics per scene, and the per-dataset tables.
 
 ``metrics.csv`` has one row per (dataset, method, scene); the summary follows the layout of the
 paper's Table 1 (methods as rows; PSNR, SSIM, SAM, ERGAS averaged over test scenes), with the
@@ -7,19 +7,16 @@ paper's published rows alongside for the paper's datasets.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
 
 from hsrdiff.errors import DataError
-from hsrdiff.io import atomic_path, open_h5, require
+from hsrdiff.files import read_fused, read_ground_truth
+from hsrdiff.io import atomic_path
 from hsrdiff.metrics import all_metrics
-from hsrdiff.sampling import FusionResult
 
 # METHOD.md §7: the paper's Table 1 (PSNR, SSIM, SAM, ERGAS).
 PAPER_TABLE1 = {
@@ -30,22 +27,11 @@ PAPER_TABLE1 = {
 METRICS = ("psnr", "ssim", "sam", "ergas", "rmse")
 
 
-def bicubic(lr_hsi: np.ndarray, ratio: int) -> FusionResult:
-    """The floor: bicubic upsampling of the LR-HSI (L, h, w) -> (L, h*ratio, w*ratio), clipped to [0, 1]."""
-    t0 = time.perf_counter()
-    lr = torch.as_tensor(lr_hsi, dtype=torch.float32)[None]
-    up = F.interpolate(lr, scale_factor=ratio, mode="bicubic", align_corners=False)[0].clamp(0, 1)
-    return FusionResult(up.numpy(), None, time.perf_counter() - t0)
-
-
 def evaluate_scene(fused_path: str | Path, degraded_path: str | Path, dataset: str, method: str, scene: str) -> dict[str, Any]:
     """Metrics of one fused scene against the ground truth of its degraded file."""
-    with open_h5(fused_path) as fh:
-        fused = require(fh, "fused", ndim=3)[()]
-        seconds = float(fh.attrs.get("seconds", np.nan))
-    with open_h5(degraded_path) as fh:
-        gt = require(fh, "gt", ndim=3)[()]
-        ratio = int(fh.attrs["ratio"])
+    result = read_fused(fused_path).result
+    fused, seconds = result.fused, result.seconds
+    gt, ratio, _ = read_ground_truth(degraded_path)
     if fused.shape != gt.shape:
         raise DataError(f"{fused_path}: fused shape {fused.shape} differs from the ground truth {gt.shape} of {degraded_path}")
     return {"dataset": dataset, "method": method, "scene": scene, **all_metrics(fused, gt, ratio), "seconds": seconds}

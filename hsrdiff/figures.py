@@ -11,6 +11,8 @@ from typing import Mapping
 
 import numpy as np
 
+from hsrdiff.errors import DataError
+from hsrdiff.files import read_fused, read_ground_truth
 from hsrdiff.io import atomic_path
 
 
@@ -111,17 +113,15 @@ def spectra_figure(gt: np.ndarray, fused: Mapping[str, np.ndarray], wavelengths:
 def scene_figures(degraded_path: str | Path, fused_paths: Mapping[str, str | Path], outputs: Mapping[str, str | Path],
                   title: str = "") -> None:
     """The three figures of one test scene from its degraded file and each method's fused file."""
-    from hsrdiff.io import open_h5, require
-
-    with open_h5(degraded_path) as fh:
-        gt = require(fh, "gt", ndim=3)[()]
-        wavelengths = fh["wavelengths"][()]
+    gt, _, wavelengths = read_ground_truth(degraded_path)
+    if wavelengths is None:
+        raise DataError(f"{degraded_path}: no 'wavelengths' to label the figures with")
     fused, uncertainty = {}, None
     for name, path in fused_paths.items():
-        with open_h5(path) as fh:
-            fused[name] = require(fh, "fused", ndim=3)[()]
-            if "std" in fh and uncertainty is None:
-                uncertainty = fh["std"][()]
+        result = read_fused(path).result
+        fused[name] = result.fused
+        if result.std is not None and uncertainty is None:
+            uncertainty = result.std
     composite_figure(gt, fused, wavelengths, outputs["composite"], title)
     error_figure(gt, fused, outputs["errors"], title, uncertainty)
     spectra_figure(gt, fused, wavelengths, outputs["spectra"], title)

@@ -20,11 +20,13 @@ import numpy as np
 import scipy.io
 import scipy.optimize
 
+from hsrdiff.baselines import bicubic
 from hsrdiff.degradation import crop_to_ratio, make_psf, spatial_degrade
 from hsrdiff.errors import DataError
-from hsrdiff.evaluation import bicubic
-from hsrdiff.io import atomic_h5, write_attrs
+from hsrdiff.files import write_pair_result
 from hsrdiff.metrics import psnr, sam
+from hsrdiff.provenance import sha256_file
+from hsrdiff.sampling import Fuser
 
 
 def resample_bands(cube: np.ndarray, n_bands: int) -> np.ndarray:
@@ -83,21 +85,10 @@ def load_pair(path: str | Path, hsi_variable: str, msi_variable: str, ratio: int
 def generalise(weights: str | Path, pair: RealPair, ratio: int, schedule_cfg: Mapping[str, Any],
                sampling_cfg: Mapping[str, Any], out: str | Path, metadata: Mapping[str, Any] | None = None) -> dict:
     """Fuse ``pair`` with a model trained elsewhere and write the result and its consistency."""
-    from hsrdiff.diffusion import Schedule
-    from hsrdiff.provenance import sha256_file
-    from hsrdiff.sampling import fuse, resolve_device
-    from hsrdiff.training.checkpoint import load_weights
-
-    device = resolve_device(sampling_cfg.get("device", "auto"))
-    model, blob = load_weights(weights, device)
-    mc = blob["model_config"]
-    if int(blob["ratio"]) != ratio:
-        raise DataError(f"{weights}: the model was trained at ratio {blob['ratio']}, the pair is used at ratio {ratio}")
-    lr_in = resample_bands(pair.lr_hsi, mc["hsi_bands"])
-    msi_in = resample_bands(pair.msi, mc["msi_bands"])
-    result = fuse(model, lr_in, msi_in, ratio, Schedule.from_config(schedule_cfg), mode=blob["mode"],
-                  tile=sampling_cfg.get("tile"), overlap=int(sampling_cfg.get("overlap") or 0),
-                  n_samples=int(sampling_cfg.get("n_samples") or 1), seed=int(sampling_cfg.get("seed") or 0), device=device)
+    fuser = Fuser(weights, schedule_cfg, sampling_cfg)
+    if fuser.ratio != ratio:
+        raise DataError(f"{weights}: the model was trained at ratio {fuser.ratio}, the pair is used at ratio {ratio}")
+    result = fuser(resample_bands(pair.lr_hsi, fuser.hsi_bands), resample_bands(pair.msi, fuser.msi_bands))
     fused = np.clip(resample_bands(result.fused, pair.hsi.shape[0]), 0, 1)
 
     srf = fit_srf(pair.hsi, pair.msi)
@@ -113,12 +104,8 @@ def generalise(weights: str | Path, pair: RealPair, ratio: int, schedule_cfg: Ma
         "bicubic_msi_psnr": psnr(np.einsum("lb,bhw->lhw", srf, upsampled), pair.msi),
         "seconds": result.seconds,
     }
-    with atomic_h5(out) as fh:
-        fh.create_dataset("fused", data=fused.astype(np.float32))
-        fh.create_dataset("lr_hsi", data=pair.lr_hsi)
-        fh.create_dataset("hr_msi", data=pair.msi)
-        fh.create_dataset("srf_fitted", data=srf)
-        write_attrs(fh, {"note": pair.note, "weights_file": str(weights), "weights_sha256": sha256_file(weights),
-                         "band_resampling": f"{pair.hsi.shape[0]}->{mc['hsi_bands']} HSI, {pair.msi.shape[0]}->{mc['msi_bands']} MSI bands, linear",
-                         "consistency": json.dumps(consistency), **(metadata or {})})
+    write_pair_result(out, fused, pair.lr_hsi, pair.msi, srf, {
+        "note": pair.note, "weights_file": str(weights), "weights_sha256": sha256_file(weights),
+        "band_resampling": f"{pair.hsi.shape[0]}->{fuser.hsi_bands} HSI, {pair.msi.shape[0]}->{fuser.msi_bands} MSI bands, linear",
+        "consistency": json.dumps(consistency), **(metadata or {})})
     return consistency

@@ -8,7 +8,6 @@ the summed weights), so memory follows the tile size and tiling leaves no seams.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -17,9 +16,9 @@ import torch
 
 from hsrdiff.diffusion import AncestralSampler, Schedule, to_data_range, to_model_range
 from hsrdiff.errors import DataError
-from hsrdiff.io import atomic_h5, write_attrs
-from hsrdiff.models import Denoiser
-from hsrdiff.provenance import code_version, describe
+from hsrdiff.files import FusionResult, write_fused
+from hsrdiff.models import Denoiser, load_weights
+from hsrdiff.provenance import describe
 
 
 def tile_boxes(height: int, width: int, tile: int | None, overlap: int, ratio: int) -> list[tuple[int, int, int, int]]:
@@ -75,13 +74,6 @@ class TiledDenoiser:
         return out / self.norm
 
 
-@dataclass
-class FusionResult:
-    fused: np.ndarray  # (bands, H, W) on [0, 1]: the mean of the samples
-    std: np.ndarray | None  # per-pixel standard deviation over samples (n_samples > 1)
-    seconds: float
-
-
 @torch.no_grad()
 def fuse(model: Denoiser, lr_hsi, hr_msi, ratio: int, schedule: Schedule | None = None, mode: str = "diffusion",
          tile: int | None = None, overlap: int = 0, n_samples: int = 1, seed: int = 0,
@@ -112,42 +104,61 @@ def fuse(model: Denoiser, lr_hsi, hr_msi, ratio: int, schedule: Schedule | None 
     return FusionResult(stack.mean(dim=0).cpu().numpy(), std, time.perf_counter() - t0)
 
 
-def write_fused(path: str | Path, result: FusionResult, wavelengths: np.ndarray | None, provenance: Mapping[str, Any]) -> None:
-    """One HDF5 per scene: ``fused`` (L, H, W), ``std`` when several samples, ``wavelengths``, provenance attributes."""
-    with atomic_h5(path) as fh:
-        fh.create_dataset("fused", data=result.fused.astype(np.float32), chunks=(1,) + result.fused.shape[1:])
-        if result.std is not None:
-            fh.create_dataset("std", data=result.std.astype(np.float32), chunks=(1,) + result.std.shape[1:])
-        if wavelengths is not None:
-            fh.create_dataset("wavelengths", data=wavelengths)
-        write_attrs(fh, {"seconds": result.seconds, "code_version": code_version(), **provenance})
-
-
 def resolve_device(name: str = "auto") -> torch.device:
     return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
+
+
+class Fuser:
+    """A weights file ready to fuse: the network loaded once on the chosen device, with the
+    sampling schedule and settings of the configuration (``diffusion.sample_schedule``, ``sampling``).
+
+    The one inference path of the package: the workflow's ``sample`` rule, ``hsrdiff fuse`` and
+    the real-pair experiment all fuse through it.
+    """
+
+    def __init__(self, weights: str | Path, schedule_cfg: Mapping[str, Any], sampling_cfg: Mapping[str, Any]):
+        self.weights = Path(weights)
+        self.device = resolve_device(sampling_cfg.get("device", "auto"))
+        self.model, self.blob = load_weights(weights, self.device)
+        self.schedule_cfg = dict(schedule_cfg)
+        self.sampling = {k: sampling_cfg.get(k) for k in ("tile", "overlap", "n_samples", "seed")}
+
+    @property
+    def hsi_bands(self) -> int:
+        return int(self.blob["model_config"]["hsi_bands"])
+
+    @property
+    def msi_bands(self) -> int:
+        return int(self.blob["model_config"]["msi_bands"])
+
+    @property
+    def ratio(self) -> int:
+        return int(self.blob["ratio"])
+
+    def __call__(self, lr_hsi: np.ndarray, hr_msi: np.ndarray) -> FusionResult:
+        """Fuse ``lr_hsi`` (L, h, w) and ``hr_msi`` (l, h * ratio, w * ratio) on [0, 1]."""
+        if lr_hsi.shape[0] != self.hsi_bands or hr_msi.shape[0] != self.msi_bands:
+            raise DataError(
+                f"{self.weights}: the model fuses {self.hsi_bands} HSI and {self.msi_bands} MSI bands; "
+                f"the inputs have {lr_hsi.shape[0]} and {hr_msi.shape[0]}"
+            )
+        s = self.sampling
+        return fuse(self.model, lr_hsi, hr_msi, self.ratio, Schedule.from_config(self.schedule_cfg), mode=self.blob["mode"],
+                    tile=s["tile"], overlap=int(s["overlap"] or 0), n_samples=int(s["n_samples"] or 1),
+                    seed=int(s["seed"] or 0), device=self.device)
+
+    def provenance(self) -> dict[str, Any]:
+        """Attributes of a fused file that say which weights and settings made it."""
+        return {"weights_file": str(self.weights), "weights_sha256": describe(self.weights)["sha256"],
+                "mode": self.blob["mode"], "stage": self.blob.get("stage", ""), "schedule": json.dumps(self.schedule_cfg),
+                "sampling": json.dumps(self.sampling), "device": str(self.device)}
 
 
 def fuse_files(weights: str | Path, lr_hsi: np.ndarray, hr_msi: np.ndarray, out: str | Path,
                schedule_cfg: Mapping[str, Any], sampling_cfg: Mapping[str, Any],
                wavelengths: np.ndarray | None = None, provenance: Mapping[str, Any] | None = None) -> FusionResult:
     """Load a weights file, fuse one scene and write it with its provenance."""
-    from hsrdiff.training.checkpoint import load_weights
-
-    device = resolve_device(sampling_cfg.get("device", "auto"))
-    model, blob = load_weights(weights, device)
-    if lr_hsi.shape[0] != blob["model_config"]["hsi_bands"] or hr_msi.shape[0] != blob["model_config"]["msi_bands"]:
-        raise DataError(
-            f"{weights}: the model fuses {blob['model_config']['hsi_bands']} HSI and {blob['model_config']['msi_bands']} "
-            f"MSI bands; the inputs have {lr_hsi.shape[0]} and {hr_msi.shape[0]}"
-        )
-    ratio = int(blob["ratio"])
-    settings = {k: sampling_cfg.get(k) for k in ("tile", "overlap", "n_samples", "seed")}
-    result = fuse(model, lr_hsi, hr_msi, ratio, Schedule.from_config(schedule_cfg), mode=blob["mode"],
-                  tile=settings["tile"], overlap=int(settings["overlap"] or 0), n_samples=int(settings["n_samples"] or 1),
-                  seed=int(settings["seed"] or 0), device=device)
-    write_fused(out, result, wavelengths, {
-        "method": "hsrdiff", "weights_file": str(weights), "weights_sha256": describe(weights)["sha256"], "mode": blob["mode"],
-        "stage": blob.get("stage", ""), "schedule": json.dumps(dict(schedule_cfg)), "sampling": json.dumps(settings),
-        "device": str(device), **(provenance or {}),
-    })
+    fuser = Fuser(weights, schedule_cfg, sampling_cfg)
+    result = fuser(lr_hsi, hr_msi)
+    write_fused(out, result, wavelengths, {"method": "hsrdiff", **fuser.provenance(), **(provenance or {})})
     return result

@@ -6,7 +6,7 @@ from scipy import ndimage
 
 from hsrdiff.baselines import cnmf, vca
 from hsrdiff.degradation import make_psf, spatial_degrade, spectral_degrade
-from hsrdiff.evaluation import bicubic
+from hsrdiff.baselines import bicubic
 from hsrdiff.metrics import psnr, sam
 
 

@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from hsrdiff.cli import main
-from hsrdiff.evaluation import PAPER_TABLE1, bicubic, evaluate_scene, summarise, write_table
+from hsrdiff.baselines import bicubic
+from hsrdiff.evaluation import PAPER_TABLE1, evaluate_scene, summarise, write_table
 from hsrdiff.metrics import psnr
 from hsrdiff.models import ModelConfig, build_model
-from hsrdiff.sampling import write_fused
-from hsrdiff.training.checkpoint import save_atomic
+from hsrdiff.files import write_fused
+from hsrdiff.models import save_atomic
 
 
 @pytest.fixture

@@ -1,21 +1,21 @@
-"""Networks: shapes and gradients of every variant, padding, window locality, encode-once."""
+"""Networks: shapes and gradients of every architecture, padding, window locality, encode-once."""
 
 import pytest
 import torch
 
-from hsrdiff.models import VARIANTS, ModelConfig, build_model
+from hsrdiff.models import ARCHITECTURES, ModelConfig, build_model
 from hsrdiff.models.blocks import WindowAttention, WindowCrossAttention
 
 
-def tiny(variant, hsi_bands, msi_bands):
-    return build_model(ModelConfig(hsi_bands, msi_bands, variant=variant, channels=8, depth=2, heads=2, window=4))
+def tiny(architecture, hsi_bands, msi_bands):
+    return build_model(ModelConfig(hsi_bands, msi_bands, architecture=architecture, channels=8, depth=2, heads=2, window=4))
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
 @pytest.mark.parametrize("bands,msi_bands,ratio,size", [(31, 3, 4, (12, 20)), (103, 4, 4, (16, 16)), (110, 8, 2, (10, 14))])
-def test_shapes_and_gradients(variant, bands, msi_bands, ratio, size):
+def test_shapes_and_gradients(architecture, bands, msi_bands, ratio, size):
     torch.manual_seed(0)
-    model = tiny(variant, bands, msi_bands)
+    model = tiny(architecture, bands, msi_bands)
     h, w = size
     lr_hsi = torch.randn(2, bands, h // ratio, w // ratio)
     hr_msi = torch.randn(2, msi_bands, h, w)
@@ -37,10 +37,10 @@ def test_shapes_and_gradients(variant, bands, msi_bands, ratio, size):
     assert not dead, dead
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_encode_once_denoise_many_equals_forward(variant):
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_encode_once_denoise_many_equals_forward(architecture):
     torch.manual_seed(1)
-    model = tiny(variant, 6, 3).eval()
+    model = tiny(architecture, 6, 3).eval()
     for p in model.parameters():  # a non-trivial network
         torch.nn.init.normal_(p, std=0.05)
     lr_hsi, hr_msi = torch.randn(1, 6, 3, 5), torch.randn(1, 3, 9, 15)
@@ -99,9 +99,9 @@ def test_second_half_is_a_proper_subset():
     assert id(model.reconstruct.weight) in half and id(model.dn_embed.weight) not in half
 
 
-def test_unknown_variant_is_refused():
-    with pytest.raises(ValueError, match="unknown model variant 'transformer'"):
-        build_model(ModelConfig(6, 3, variant="transformer"))
+def test_unknown_architecture_is_refused():
+    with pytest.raises(ValueError, match="unknown model architecture 'transformer'"):
+        build_model(ModelConfig(6, 3, architecture="transformer"))
 
 
 def test_activation_checkpointing_gives_the_same_gradients():

@@ -33,7 +33,7 @@ def degraded_scenes(tmp_path):
             fh["hsi"] = rng.random(shape, dtype=np.float32)
             fh["wavelengths"] = np.arange(400, 701, 10.0)
         out = tmp_path / f"{name}.h5"
-        degrade_scene(spec, name, prepared, out)
+        degrade_scene(spec.name, spec.scene(name), spec.degradation_settings(), prepared, out)
         paths.append(out)
     return spec, paths
 

@@ -42,7 +42,7 @@ def _entry(path, reader, **kw):
 
 def _read(entry, scene="all"):
     spec = DatasetSpec.from_config(make_config({"d": entry}), "d")
-    return read_scene(spec, scene)
+    return read_scene(spec.name, spec.scene(scene), spec.reader_settings(), spec.raw_location())
 
 
 def write_mat73(path, name, array_matlab_order):
@@ -126,10 +126,10 @@ def test_cave_png_layout_from_a_zip_archive(tmp_path):
     entry = _entry(root, "cave_png", wavelengths={"start": 400, "stop": 430, "count": 4}, scale="dtype",
                    scenes={"train": ["balloons"]})
     spec = DatasetSpec.from_config(make_config({"cave": entry}), "cave")
-    raw = read_scene(spec, "balloons")
+    raw = read_scene(spec.name, spec.scene("balloons"), spec.reader_settings(), spec.raw_location())
     np.testing.assert_array_equal(raw.cube, cube)
     out = tmp_path / "balloons.h5"
-    prepare_scene(spec, "balloons", out)
+    prepare_scene(spec.name, spec.scene("balloons"), spec.reader_settings(), spec.raw_location(), out)
     hsi = read_arrays(out, "hsi")["hsi"]
     np.testing.assert_allclose(hsi, cube / 65535.0, atol=1e-6)
 
@@ -140,7 +140,7 @@ def test_prepare_writes_float32_in_unit_range_and_counts_clipping(tmp_path, capl
     np.save(path, data)
     spec = DatasetSpec.from_config(make_config({"d": _entry(path, "npy", axis_order="bhw", scale=1.0)}), "d")
     out = tmp_path / "out.h5"
-    summary = prepare_scene(spec, "all", out)
+    summary = prepare_scene(spec.name, spec.scene("all"), spec.reader_settings(), spec.raw_location(), out)
     with h5py.File(out) as fh:
         hsi = fh["hsi"][()]
         assert hsi.dtype == np.float32 and hsi.shape == (BANDS, H, W)
@@ -159,7 +159,7 @@ def test_scale_max_is_shared_by_regions_of_one_image(tmp_path):
     entry = _entry(path, "npy", axis_order="bhw", scale="max",
                    scenes={"train": [{"name": "a", "region": [0, 6, 0, 8]}], "test": [{"name": "b", "region": [6, 12, 0, 8]}]})
     spec = DatasetSpec.from_config(make_config({"d": entry}), "d")
-    prepare_scene(spec, "b", tmp_path / "b.h5")
+    prepare_scene(spec.name, spec.scene("b"), spec.reader_settings(), spec.raw_location(), tmp_path / "b.h5")
     np.testing.assert_allclose(read_arrays(tmp_path / "b.h5", "hsi")["hsi"], 0.25)
 
 
@@ -188,7 +188,7 @@ def test_nan_is_an_error_naming_file_and_bands(tmp_path):
     spec = DatasetSpec.from_config(make_config({"d": _entry(path, "npy", axis_order="bhw", scale=1.0)}), "d")
     out = tmp_path / "out.h5"
     with pytest.raises(DataError, match=r"nan.npy: 1 NaN/Inf values in bands \[3\]"):
-        prepare_scene(spec, "all", out)
+        prepare_scene(spec.name, spec.scene("all"), spec.reader_settings(), spec.raw_location(), out)
     assert not out.exists() and not list(tmp_path.glob("*.part"))
 
 
@@ -204,7 +204,7 @@ def test_scale_dtype_on_float_data_is_an_error(tmp_path):
     np.save(path, np.ones((BANDS, H, W)))
     spec = DatasetSpec.from_config(make_config({"d": _entry(path, "npy", axis_order="bhw", scale="dtype")}), "d")
     with pytest.raises(ConfigError, match="scale 'dtype' needs integer data but the cube is float64"):
-        prepare_scene(spec, "all", tmp_path / "o.h5")
+        prepare_scene(spec.name, spec.scene("all"), spec.reader_settings(), spec.raw_location(), tmp_path / "o.h5")
 
 
 def test_region_outside_the_image_is_an_error(tmp_path, cube_bhw):

@@ -82,7 +82,7 @@ def test_real_pair_without_ground_truth_is_fused_and_checked_for_consistency(sha
 
     from hsrdiff.models import ModelConfig, build_model
     from hsrdiff.realpair import generalise, load_pair
-    from hsrdiff.training.checkpoint import save_atomic
+    from hsrdiff.models import save_atomic
 
     pair = load_pair(shared_data / "real" / "paris_hyperion_ali_pair.mat", "HSim", "MSim", 4)
     assert pair.hsi.shape == (128, 72, 72) and pair.msi.shape == (9, 72, 72) and pair.lr_hsi.shape == (128, 18, 18)

@@ -12,11 +12,11 @@ from hsrdiff.data.prepare import prepare_scene
 from hsrdiff.data.registry import DatasetSpec
 from hsrdiff.data.simulate import degrade_scene
 from hsrdiff.diffusion import Schedule
-from hsrdiff.evaluation import bicubic
+from hsrdiff.baselines import bicubic
 from hsrdiff.io import read_arrays
 from hsrdiff.metrics import psnr, sam
 from hsrdiff.sampling import fuse
-from hsrdiff.training.checkpoint import load_weights
+from hsrdiff.models import load_weights
 from hsrdiff.training.trainer import StagePaths, train_stage
 
 
@@ -26,13 +26,13 @@ def test_jasper_ridge_fusion_beats_bicubic_on_a_held_out_corner(shared_data, tmp
     entry = {**JASPER, "source": {"path": str(shared_data / "real" / "jasper_ridge_aviris_100x100x198.mat")}}
     spec = DatasetSpec.from_config(make_config({"jasper": entry}), "jasper")
     for scene in spec.train_scenes + spec.test_scenes:
-        prepare_scene(spec, scene, tmp_path / f"{scene}_prep.h5")
-        degrade_scene(spec, scene, tmp_path / f"{scene}_prep.h5", tmp_path / f"{scene}.h5")
+        prepare_scene(spec.name, spec.scene(scene), spec.reader_settings(), spec.raw_location(), tmp_path / f"{scene}_prep.h5")
+        degrade_scene(spec.name, spec.scene(scene), spec.degradation_settings(), tmp_path / f"{scene}_prep.h5", tmp_path / f"{scene}.h5")
     extract_patches([tmp_path / f"{s}.h5" for s in spec.train_scenes], 32, tmp_path / "p32.h5", stride_fraction=0.25)
 
     training, diffusion = training_defaults(log_every=50, checkpoint_every=1000)
     stage = {"name": "s1", "patch_size": 32, "batch_size": 8, "iterations": 300, "learning_rate": 1e-3, "trainable": "all"}
-    model_cfg = {"variant": "cdformer", "channels": 32, "depth": 2, "heads": 2, "window": 8,
+    model_cfg = {"architecture": "cdformer", "channels": 32, "depth": 2, "heads": 2, "window": 8,
                  "ffn_expansion": 2.0, "noise_embedding_scale": 5000.0}
     train_stage(StagePaths(tmp_path / "p32.h5", tmp_path / "w.pt", tmp_path / "ckpt"), stage, model_cfg, training, diffusion)
     model, _ = load_weights(tmp_path / "w.pt")

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from hsrdiff.diffusion import Schedule
 from hsrdiff.errors import DataError
 from hsrdiff.models import ModelConfig, build_model
-from hsrdiff.sampling import FusionResult, blend_window, fuse, tile_boxes, write_fused
+from hsrdiff.files import FusionResult, write_fused
+from hsrdiff.sampling import blend_window, fuse, tile_boxes
 
 SCHEDULE = Schedule.from_config({"steps": 8, "beta_start": 1e-3, "beta_end": 0.5})
 

@@ -24,10 +24,11 @@ from hsrdiff.diffusion import Schedule, fusion_loss, to_data_range, to_model_ran
 from hsrdiff.io import read_arrays
 from hsrdiff.models import ModelConfig, build_model
 from hsrdiff.sampling import fuse
-from hsrdiff.training.checkpoint import latest_checkpoint, load_file, load_weights
+from hsrdiff.models import load_file, load_weights
+from hsrdiff.training.checkpoint import latest_checkpoint
 from hsrdiff.training.trainer import INTERRUPTED_EXIT_CODE, StagePaths, train_stage
 
-TINY_MODEL = {"variant": "cdformer", "channels": 16, "depth": 2, "heads": 2, "window": 8,
+TINY_MODEL = {"architecture": "cdformer", "channels": 16, "depth": 2, "heads": 2, "window": 8,
               "ffn_expansion": 2.0, "noise_embedding_scale": 5000.0}
 
 
@@ -51,8 +52,8 @@ def demo_data(tmp_path_factory):
              "srf": "nikon_d700", "scenes": {"train": [f"train_{i:02d}" for i in range(4)], "test": ["test_00"]}}
     spec = DatasetSpec.from_config(make_config({"demo": entry}), "demo")
     for scene in spec.train_scenes + spec.test_scenes:
-        prepare_scene(spec, scene, root / f"{scene}_prep.h5")
-        degrade_scene(spec, scene, root / f"{scene}_prep.h5", root / f"{scene}.h5")
+        prepare_scene(spec.name, spec.scene(scene), spec.reader_settings(), spec.raw_location(), root / f"{scene}_prep.h5")
+        degrade_scene(spec.name, spec.scene(scene), spec.degradation_settings(), root / f"{scene}_prep.h5", root / f"{scene}.h5")
     extract_patches([root / f"{s}.h5" for s in spec.train_scenes], 32, root / "p32.h5", stride_fraction=0.25)
     return root
 

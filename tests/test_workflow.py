@@ -131,7 +131,7 @@ def test_data_and_training_stages_run_on_a_small_demo(tmp_path, default_config):
     missing = [str(p.relative_to(tmp_path)) for p in made if not Path(f"{p}.prov.json").is_file()]
     assert not missing, missing
     fused = read(tmp_path / "results" / "demo" / "fused" / "hsrdiff" / "test_00.h5")
-    assert fused["rule"] == "sample" and fused["wildcards"] == {"dataset": "demo", "run": "hsrdiff", "scene": "test_00"}
+    assert fused["rule"] == "sample" and fused["wildcards"] == {"dataset": "demo", "method": "hsrdiff", "scene": "test_00"}
     weights = tmp_path / "results" / "demo" / "models" / "hsrdiff" / "s3.pt"
     assert fused["inputs"]["results/demo/models/hsrdiff/s3.pt"] == sha256_file(weights)
     assert fused["settings"]["params"]["schedule"]["steps"] == 4

@@ -20,11 +20,12 @@ from torch.utils.data import Dataset
 
 from hsrdiff.degradation import PSF
 from hsrdiff.errors import DataError
+from hsrdiff.files import copy_operators, observation_shapes, read_observations, read_operators, read_ratio
 from hsrdiff.io import atomic_h5, open_h5, require, write_attrs
 
 log = logging.getLogger(__name__)
 
-KEYS = ("gt", "lr_hsi", "hr_msi")
+KEYS = ("gt", "lr_hsi", "hr_msi")  # the patch file's images, named as in the observation files
 
 
 def patch_origins(length: int, patch: int, stride: int) -> list[int]:
@@ -39,14 +40,8 @@ def patch_origins(length: int, patch: int, stride: int) -> list[int]:
 def _scene_shapes(paths: Sequence[Path]) -> list[dict]:
     shapes = []
     for path in paths:
-        with open_h5(path) as fh:
-            gt, lr, msi = (require(fh, k, ndim=3) for k in KEYS)
-            ratio = int(fh.attrs["ratio"])
-            if lr.shape[1] * ratio != gt.shape[1] or lr.shape[2] * ratio != gt.shape[2]:
-                raise DataError(f"{path}: lr_hsi {lr.shape} is not gt {gt.shape} divided by the ratio {ratio}")
-            shapes.append({"path": path, "gt": gt.shape, "lr": lr.shape, "msi": msi.shape, "ratio": ratio,
-                           "srf_bands": fh.attrs.get("srf_bands", ""), "psf_mode": fh.attrs.get("psf_mode", ""),
-                           "psf_offset": int(fh.attrs.get("psf_offset", 0))})
+        found = observation_shapes(path)
+        shapes.append({"path": path, "gt": found["gt"], "lr": found["lr_hsi"], "msi": found["hr_msi"], "ratio": found["ratio"]})
     first = shapes[0]
     for s in shapes[1:]:
         if (s["gt"][0], s["msi"][0], s["ratio"]) != (first["gt"][0], first["msi"][0], first["ratio"]):
@@ -111,21 +106,18 @@ def extract_patches(
         k = 0
         for i, s in enumerate(shapes):
             # One scene in memory at a time: full-scale scenes are large, the patch file larger.
-            with open_h5(s["path"]) as fh:
-                scene = {key: fh[key][()] for key in KEYS}
-                if i == 0:
-                    for key in ("srf", "psf", "wavelengths"):
-                        if key in fh:
-                            out.create_dataset(key, data=fh[key][()])
+            obs = read_observations(s["path"])
+            scene = {"gt": obs.need("gt"), "lr_hsi": obs.lr_hsi, "hr_msi": obs.hr_msi}
+            if i == 0:
+                copy_operators(s["path"], out)
             for _, r, c in (p for p in plan if p[0] == i):
                 dsets["gt"][k] = scene["gt"][:, r : r + ph, c : c + pw]
                 dsets["hr_msi"][k] = scene["hr_msi"][:, r : r + ph, c : c + pw]
                 dsets["lr_hsi"][k] = scene["lr_hsi"][:, r // ratio : r // ratio + lh, c // ratio : c // ratio + lw]
                 k += 1
         write_attrs(out, {
-            "patch_size": str(patch_size), "patch_height": ph, "patch_width": pw, "ratio": ratio,
+            "patch_size": str(patch_size), "patch_height": ph, "patch_width": pw,
             "stride": f"{stride_h}x{stride_w}", "scenes": ",".join(s["path"].stem for s in shapes),
-            "srf_bands": shapes[0]["srf_bands"], "psf_mode": shapes[0]["psf_mode"], "psf_offset": shapes[0]["psf_offset"],
         })
     summary = {"patches": n, "patch": (ph, pw), "stride": (stride_h, stride_w), "scenes": len(shapes)}
     log.info("wrote %s: %s", out_path, summary)
@@ -148,7 +140,7 @@ class PatchDataset(Dataset):
                 require(fh, key, ndim=4)
             self._len = fh["gt"].shape[0]
             self.square = fh["gt"].shape[2] == fh["gt"].shape[3]
-            self.ratio = int(fh.attrs["ratio"])
+            self.ratio = read_ratio(fh)
         self._fh: h5py.File | None = None
         self._pid: int | None = None
 
@@ -185,9 +177,7 @@ class PatchDataset(Dataset):
     def operators(self) -> tuple[PSF, np.ndarray]:
         """The PSF and SRF the patches were simulated with (for the loss's observation terms)."""
         with open_h5(self.path) as fh:
-            kernel, srf = require(fh, "psf", ndim=2)[()], require(fh, "srf", ndim=2)[()]
-            mode, offset = str(fh.attrs["psf_mode"]), int(fh.attrs["psf_offset"])
-        return PSF(kernel=kernel, ratio=self.ratio, mode=mode, offset=offset), srf
+            return read_operators(fh)
 
 
 def dihedral(x: torch.Tensor, rot: int, flip: bool) -> torch.Tensor:

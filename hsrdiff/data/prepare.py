@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
 from hsrdiff.data.readers import read_scene
-from hsrdiff.data.registry import DatasetSpec
+from hsrdiff.data.registry import Scene
 from hsrdiff.errors import ConfigError, DataError
-from hsrdiff.io import atomic_h5, write_attrs
+from hsrdiff.files import write_prepared
 
 log = logging.getLogger(__name__)
 
@@ -46,31 +47,20 @@ def normalise(cube: np.ndarray, divisor: float, path: Path) -> tuple[np.ndarray,
     return data, counts
 
 
-def prepare_scene(spec: DatasetSpec, scene: str, out_path: str | Path) -> dict:
-    """Read, check and normalise one scene and write it to ``out_path``. Returns a summary."""
-    raw = read_scene(spec, scene)
-    divisor = scale_factor(spec.entry.get("scale", "dtype"), raw.cube, raw.source_max, raw.path)
-    hsi, counts = normalise(raw.cube, divisor, raw.path)
+def prepare_scene(dataset: str, scene: Scene, reader: Mapping[str, Any], raw: str | Path, out_path: str | Path) -> dict:
+    """Read, check and normalise one scene from the raw data at ``raw`` and write it to
+    ``out_path``. ``reader``: the entry's :meth:`DatasetSpec.reader_settings`. Returns a summary."""
+    raw_scene = read_scene(dataset, scene, reader, raw)
+    divisor = scale_factor(reader["scale"], raw_scene.cube, raw_scene.source_max, raw_scene.path)
+    hsi, counts = normalise(raw_scene.cube, divisor, raw_scene.path)
     n_values = hsi.size
     for what, count in counts.items():
         if count:
-            log.warning("%s: %s %d of %d values (%.3f%%)", raw.path, what.replace("_", " "), count, n_values, 100 * count / n_values)
-    split = spec.scene(scene).split
-    with atomic_h5(out_path) as fh:
-        fh.create_dataset("hsi", data=hsi, chunks=(1,) + hsi.shape[1:])
-        fh.create_dataset("wavelengths", data=raw.wavelengths.astype(np.float64))
-        write_attrs(
-            fh,
-            {
-                "dataset": spec.name,
-                "scene": scene,
-                "split": split,
-                "source_file": str(raw.path),
-                "source_dtype": str(raw.cube.dtype),
-                "scale_divisor": divisor,
-                **counts,
-            },
-        )
-    summary = {"scene": scene, "split": split, "shape": hsi.shape, "divisor": divisor, **counts}
-    log.info("prepared %s/%s: %s", spec.name, scene, summary)
+            log.warning("%s: %s %d of %d values (%.3f%%)", raw_scene.path, what.replace("_", " "), count, n_values, 100 * count / n_values)
+    write_prepared(out_path, hsi, raw_scene.wavelengths, {
+        "dataset": dataset, "scene": scene.name, "split": scene.split, "source_file": str(raw_scene.path),
+        "source_dtype": str(raw_scene.cube.dtype), "scale_divisor": divisor, **counts,
+    })
+    summary = {"scene": scene.name, "split": scene.split, "shape": hsi.shape, "divisor": divisor, **counts}
+    log.info("prepared %s/%s: %s", dataset, scene.name, summary)
     return summary

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import h5py
 import numpy as np
 
-from hsrdiff.data.registry import DatasetSpec, Scene
+from hsrdiff.data.registry import Scene
 from hsrdiff.errors import ConfigError, DataError
 
 
@@ -29,41 +29,39 @@ class RawScene:
     source_max: float  # largest value of the image the scene is cut from (for scale "max")
 
 
-def scene_path(spec: DatasetSpec, scene: Scene) -> Path:
-    """The file (or, for cave_png, the folder) that holds ``scene``."""
-    root = spec.raw_location()
+def scene_path(dataset: str, scene: Scene, reader: Mapping[str, Any], raw: str | Path) -> Path:
+    """The file (or, for cave_png, the folder) under ``raw`` that holds ``scene``."""
+    root = Path(raw).expanduser()
     if root.is_file():
         return root
     if not root.exists():
-        raise DataError(f"dataset '{spec.name}': raw data not found at {root}")
-    pattern = spec.entry.get("file", ".").format(scene=scene.key)
+        raise DataError(f"dataset '{dataset}': raw data not found at {root}")
+    pattern = reader.get("file", ".").format(scene=scene.key)
     if not any(ch in pattern for ch in "*?["):
         return root / pattern
     matches = sorted(root.glob(pattern))
     if len(matches) != 1:
         found = ", ".join(str(m) for m in matches[:5]) or "nothing"
-        raise DataError(f"dataset '{spec.name}': config 'file' pattern '{pattern}' under {root} must match one path; found {found}")
+        raise DataError(f"dataset '{dataset}': config 'file' pattern '{pattern}' under {root} must match one path; found {found}")
     return matches[0]
 
 
-def read_scene(spec: DatasetSpec, scene_name: str) -> RawScene:
-    """Read one scene of a registry entry: crop, region and band selection applied."""
-    scene = spec.scene(scene_name)
-    entry = spec.entry
-    path = scene_path(spec, scene)
-    reader = entry["reader"]
-    if reader == "cave_png":
+def read_scene(dataset: str, scene: Scene, reader: Mapping[str, Any], raw: str | Path) -> RawScene:
+    """Read one scene from the raw data at ``raw`` (a file or folder) with a registry entry's
+    reader settings (:meth:`DatasetSpec.reader_settings`): crop, region and band selection applied."""
+    path = scene_path(dataset, scene, reader, raw)
+    if reader["reader"] == "cave_png":
         arr, axes = _read_cave_png(path, scene.key), "bhw"
     else:
-        arr, axes = _open_array(path, reader, _variable(entry, scene), entry)
+        arr, axes = _open_array(path, reader["reader"], _variable(reader, scene), reader)
     try:
-        cube, source_max = _cut(arr, axes, entry, scene, path)
+        cube, source_max = _cut(arr, axes, reader, scene, path)
     finally:
         if isinstance(arr, h5py.Dataset):
             arr.file.close()
-    wavelengths = resolve_wavelengths(entry, path, n_stored=_n_bands(arr, axes, entry))
-    if entry.get("bands") is not None:
-        wavelengths = wavelengths[np.asarray(entry["bands"])]
+    wavelengths = resolve_wavelengths(reader, path, n_stored=_n_bands(arr, axes, reader))
+    if reader.get("bands") is not None:
+        wavelengths = wavelengths[np.asarray(reader["bands"])]
     return RawScene(cube=cube, wavelengths=wavelengths, path=path, source_max=source_max)
 
 

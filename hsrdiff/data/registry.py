@@ -1,7 +1,10 @@
 """The dataset registry: a validated config entry turned into something the stages can use.
 
-Paths of every stage's files are defined here (``resources/<stage>/<dataset>/...``) so that the
-Snakemake rules and the CLI agree on them.
+An entry holds two groups of settings that different stages use: how to read the raw data
+(:meth:`DatasetSpec.reader_settings`, the prepare stage's) and how to simulate the observations
+(:meth:`DatasetSpec.degradation_settings`, the degrade stage's). The workflow passes each group to
+its rule as a param, so that changing one reruns that stage and what follows, and nothing before.
+File locations come from :mod:`hsrdiff.paths`.
 """
 
 from __future__ import annotations
@@ -10,10 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from hsrdiff import paths
 from hsrdiff.errors import ConfigError
 
-RESOURCES = Path("resources")
-RESULTS = Path("results")
+# Keys of a registry entry that the degrade stage reads; the prepare stage reads the others
+# (except `source`, whose data arrive as prepare's input, and `scenes`, resolved per scene).
+DEGRADATION_KEYS = ("ratio", "psf", "srf", "noise")
+NOT_READER_KEYS = (*DEGRADATION_KEYS, "description", "source", "scenes")
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,16 @@ class Scene:
     @property
     def key(self) -> str:
         return self.file_key or self.name
+
+    def to_dict(self) -> dict:
+        """Plain values (a workflow param); :meth:`from_dict` rebuilds the scene."""
+        return {"name": self.name, "split": self.split, "region": None if self.region is None else list(self.region),
+                "file_key": self.file_key}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Scene":
+        region = data.get("region")
+        return cls(data["name"], data["split"], None if region is None else tuple(region), data.get("file_key"))
 
 
 @dataclass(frozen=True)
@@ -89,33 +105,30 @@ class DatasetSpec:
         if kind == "path":
             return Path(self.source["path"]).expanduser()
         if kind == "generate":
-            return RESOURCES / "generated" / self.name / "scenes.h5"
+            return paths.path(paths.GENERATED, dataset=self.name)
         if kind == "url":
-            return RESOURCES / "downloads" / self.name
+            return paths.path(paths.DOWNLOAD, dataset=self.name)
         hint = self.source.get("instructions") or "set datasets.<name>.source.path to the data on disk"
         raise ConfigError(f"dataset '{self.name}' has no source (config datasets.{self.name}.source): {hint}")
 
+    # -- the settings of each data stage ------------------------------------------------------
+    def reader_settings(self) -> dict:
+        """How to read the raw data (format, variable, axes, wavelengths, crop, bands, scale)."""
+        return {k: v for k, v in self.entry.items() if k not in NOT_READER_KEYS}
+
+    def degradation_settings(self) -> dict:
+        """How to simulate the observations: ``ratio``, ``psf``, ``srf``, ``noise``."""
+        return {k: self.entry.get(k) for k in DEGRADATION_KEYS}
+
     # -- files of each stage -------------------------------------------------------------------
     def prepared_path(self, scene: str) -> Path:
-        return RESOURCES / "prepared" / self.name / f"{scene}.h5"
+        return paths.path(paths.PREPARED, dataset=self.name, scene=scene)
 
     def degraded_path(self, scene: str) -> Path:
-        return RESOURCES / "degraded" / self.name / f"{scene}.h5"
+        return paths.path(paths.DEGRADED, dataset=self.name, scene=scene)
 
     def patches_path(self, patch_size: int | str) -> Path:
-        return RESOURCES / "patches" / self.name / f"p{patch_size}.h5"
-
-    def weights_path(self, run: str, stage: str) -> Path:
-        """A stage's final artefact: EMA weights and the model configuration. ``run``: a trained
-        method (hsrdiff, or regression: the same network without diffusion)."""
-        return RESULTS / self.name / "models" / run / f"{stage}.pt"
-
-    def loss_curve_path(self, run: str, stage: str) -> Path:
-        return RESULTS / self.name / "models" / run / f"{stage}_loss.png"
-
-    def checkpoint_dir(self, run: str, stage: str) -> Path:
-        """Resumable state and the CSV log of a stage: not a workflow output, so a killed job keeps it."""
-        return RESULTS / self.name / "checkpoints" / run / stage
+        return paths.path(paths.PATCHES, dataset=self.name, size=patch_size)
 
 
 def _resolve_scenes(name: str, entry: Mapping[str, Any]) -> tuple[Scene, ...]:

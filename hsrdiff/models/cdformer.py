@@ -1,4 +1,4 @@
-"""CDFormer (METHOD.md §4) and the ablation variants that share its interface.
+"""CDFormer (METHOD.md §4) and the ablation architectures that share its interface.
 
 Every network here is a denoiser ``f(x_t, sqrt_gamma, lr_hsi, hr_msi) -> x0_hat`` split in two:
 
@@ -30,7 +30,7 @@ from hsrdiff.models.blocks import (
     WindowCrossAttention,
 )
 
-VARIANTS = ("cdformer", "no-sr-stream", "cnn", "u-net")
+ARCHITECTURES = ("cdformer", "no-sr-stream", "cnn", "u-net")
 
 
 @dataclass
@@ -39,7 +39,7 @@ class ModelConfig:
 
     hsi_bands: int
     msi_bands: int
-    variant: str = "cdformer"
+    architecture: str = "cdformer"
     channels: int = 32
     depth: int = 4
     heads: int = 2
@@ -52,6 +52,9 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
+        data = dict(data)
+        if "variant" in data:  # weights files written before the key was renamed
+            data["architecture"] = data.pop("variant")
         return cls(**data)
 
 
@@ -60,7 +63,7 @@ class Condition:
     """What ``encode`` computes once per image and every ``denoise`` call reuses.
 
     ``lr_up``: the bicubic-upsampled LR-HSI (B, L, Hp, Wp), padded; ``inputs``: concat(lr_up,
-    hr_msi) padded; ``features``: the SR stream's ``F_k`` (empty for variants without it);
+    hr_msi) padded; ``features``: the SR stream's ``F_k`` (empty for architectures without it);
     ``size``: the unpadded (H, W).
     """
 
@@ -186,15 +189,15 @@ class CDFormer(Denoiser):
     """Two streams of ``depth`` layers: the SR stream (S2TLs on the observations) and the
     denoising stream (NC-S2TLs on x_t, each attending to the SR stream's feature of its depth).
 
-    ``variant``: "cdformer"; "no-sr-stream" (C-w/o-SR: observations concatenated to x_t, no SR
+    ``architecture``: "cdformer"; "no-sr-stream" (C-w/o-SR: observations concatenated to x_t, no SR
     stream, no cross-attention); "cnn" (CDCNN: every S2TL a residual conv block).
     """
 
     def __init__(self, config: ModelConfig):
         super().__init__(config)
         cfg, c, k = config, config.channels, config.depth
-        conv = cfg.variant == "cnn"
-        self.has_sr_stream = cfg.variant != "no-sr-stream"
+        conv = cfg.architecture == "cnn"
+        self.has_sr_stream = cfg.architecture != "no-sr-stream"
         self.pad_multiple = 1 if conv else cfg.window
         cond_bands = cfg.hsi_bands + cfg.msi_bands
         if self.has_sr_stream:
@@ -309,6 +312,6 @@ class UNet(Denoiser):
 
 
 def build_model(config: ModelConfig) -> Denoiser:
-    if config.variant not in VARIANTS:
-        raise ValueError(f"unknown model variant '{config.variant}'; expected one of {', '.join(VARIANTS)}")
-    return UNet(config) if config.variant == "u-net" else CDFormer(config)
+    if config.architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown model architecture '{config.architecture}'; expected one of {', '.join(ARCHITECTURES)}")
+    return UNet(config) if config.architecture == "u-net" else CDFormer(config)

@@ -1,4 +1,8 @@
-"""The training loop of one progressive stage (METHOD.md §5).
+"""The training loop of one progressive stage (METHOD.md §5), readable top to bottom:
+:func:`build` (network, initial weights, optimizer, EMA), :func:`resume` (from the stage's own
+checkpoints, when they match), :func:`train_step` (one optimisation step, also what
+``hsrdiff bench-train`` times) and :func:`train_stage`, the loop that ties them together with the
+stage's records (:mod:`hsrdiff.training.stagelog`).
 
 Reproducible by construction: the patches of step s, their flips/rotations, the noise levels and
 the noise are drawn from a generator seeded by (seed, stage, s) for the *global* batch, and each
@@ -8,17 +12,11 @@ ranks with DistributedDataParallel compute the same update as one process on the
 
 from __future__ import annotations
 
-import csv
-import datetime
 import hashlib
 import json
 import logging
-import math
-import os
+import shutil
 import signal
-import socket
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -28,19 +26,18 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from hsrdiff.data.patches import PatchDataset
+from hsrdiff.degradation import PSF
 from hsrdiff.diffusion import Schedule, fusion_loss, q_sample, sample_noise_level, to_data_range, to_model_range
 from hsrdiff.errors import ConfigError
-from hsrdiff.models import ModelConfig, build_model
+from hsrdiff.models import Denoiser, ModelConfig, build_model, load_file, save_atomic
 from hsrdiff.training import distributed
-from hsrdiff.training.checkpoint import latest_checkpoint, load_file, save_atomic, save_checkpoint
+from hsrdiff.training.checkpoint import latest_checkpoint, save_checkpoint
 from hsrdiff.training.ema import EMA
+from hsrdiff.training.settings import Stage, TrainingSettings
+from hsrdiff.training.stagelog import StageLog
 
 log = logging.getLogger(__name__)
 
-CSV_FIELDS = ("step", "loss", "l1", "lr_term", "msi_term", "learning_rate", "patches_per_s", "elapsed_s")
-# One row per start, interruption and end of a stage's process: how a stage spread over several
-# SLURM jobs (time limits, preemption) and what each resubmission lost.
-ATTEMPT_FIELDS = ("time_utc", "event", "step", "iterations", "world_size", "slurm_job_id", "host")
 INTERRUPTED_EXIT_CODE = 75  # EX_TEMPFAIL: stopped on request, checkpoint written, rerun resumes
 
 
@@ -52,11 +49,12 @@ class TrainingInterrupted(Exception):
 class StagePaths:
     patches: Path
     weights: Path  # the stage's final artefact (EMA weights + model config)
-    checkpoint_dir: Path  # resumable state and the CSV log; not a workflow output
+    checkpoint_dir: Path  # resumable state and the CSV logs; not a workflow output
     init_weights: Path | None = None  # the previous stage's weights
     loss_curve: Path | None = None
 
 
+# -- the random draws of a step ------------------------------------------------------------------
 def step_seed(seed: int, stage: str, step: int) -> int:
     digest = hashlib.sha256(f"{seed}/{stage}/{step}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
@@ -88,8 +86,8 @@ class _StepBatches:
         return self.stop - self.start
 
 
-def _noise(seed, stage, step, schedule, shape, rank, local, mode):
-    """Noise level (B,) and noise (B, ...) of the global batch, sliced to this rank."""
+def step_noise(seed, stage, step, schedule, shape, rank, local, mode):
+    """Noise level (B,) and noise (B, ...) of the global batch of ``step``, sliced to this rank."""
     if mode == "regression":
         return torch.zeros(local), torch.zeros((local, *shape[1:]))
     g = torch.Generator().manual_seed(step_seed(seed, stage, step) ^ 0x5EED)
@@ -97,6 +95,130 @@ def _noise(seed, stage, step, schedule, shape, rank, local, mode):
     eps = torch.randn(shape, generator=g)
     sl = slice(rank * local, (rank + 1) * local)
     return sqrt_gamma[sl], eps[sl]
+
+
+# -- building and resuming ---------------------------------------------------------------------
+@dataclass
+class Parts:
+    """What a stage trains: the network, the parameters it updates, the optimizer and the EMA."""
+
+    model: Denoiser
+    params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    ema: EMA
+
+
+def _trainable(model, which: str) -> list[torch.nn.Parameter]:
+    if which == "all":
+        return list(model.parameters())
+    keep = {id(p) for p in model.second_half_parameters()}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in keep)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def build(mc: ModelConfig, stage: Stage, settings: TrainingSettings, init_weights: Path | None) -> Parts:
+    """The network from the seed (or the previous stage's weights), Adam on its trainable part, the EMA."""
+    torch.manual_seed(settings.seed)  # the initial weights: part of what the seed makes reproducible
+    model = build_model(mc)
+    if init_weights is not None:
+        blob = load_file(init_weights)
+        if blob["model_config"] != mc.to_dict():
+            raise ConfigError(f"{init_weights}: previous stage's model {blob['model_config']} differs from {mc.to_dict()}")
+        model.load_state_dict(blob["state_dict"])
+    model.activation_checkpointing = settings.activation_checkpointing
+    params = _trainable(model, stage.trainable)
+    optimizer = torch.optim.Adam(params, lr=stage.learning_rate, betas=(0.9, 0.999))
+    return Parts(model, params, optimizer, EMA(model, settings.ema_decay))
+
+
+def run_fingerprint(stage: Stage, mc: ModelConfig, settings: TrainingSettings, train_schedule: Mapping[str, Any],
+                    paths: StagePaths) -> str:
+    """What a checkpoint must match to be resumed: settings that change the result, and the inputs."""
+    def identity(path):
+        if path is None:
+            return None
+        st = Path(path).stat()
+        return [str(path), st.st_size, st.st_mtime_ns]
+
+    blob = {
+        "stage": stage.to_dict(), "model": mc.to_dict(), "train_schedule": dict(train_schedule),
+        "training": settings.affecting_results(), "patches": identity(paths.patches), "init": identity(paths.init_weights),
+    }
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _set_aside(directory: Path) -> Path:
+    """Move a stage's checkpoints and logs into ``<dir>/previous`` (replacing an older set)."""
+    previous = directory / "previous"
+    shutil.rmtree(previous, ignore_errors=True)
+    previous.mkdir(parents=True)
+    for item in directory.iterdir():
+        if item.name != "previous":
+            item.rename(previous / item.name)
+    return previous
+
+
+def resume(parts: Parts, checkpoint_dir: Path, fingerprint: str, iterations: int, stage: str,
+           info: distributed.DistInfo) -> int:
+    """Load the stage's newest checkpoint into ``parts`` when it belongs to this very run; the step to start at.
+
+    A checkpoint of other settings or inputs, or of a finished run whose weights were removed (a
+    forced rerun), is not resumed: the stage starts over, its old checkpoints kept aside.
+    """
+    ckpt_path = latest_checkpoint(checkpoint_dir)
+    ckpt = load_file(ckpt_path) if ckpt_path is not None else None
+    distributed.barrier(info)  # every rank has read the checkpoint before rank 0 may move it
+    if ckpt is not None and (ckpt.get("fingerprint") != fingerprint or int(ckpt["step"]) >= iterations):
+        if info.is_main:
+            why = "finished already" if ckpt.get("fingerprint") == fingerprint else "settings, inputs or model changed"
+            log.warning("not resuming stage %s from %s (%s); old checkpoints moved to %s", stage, ckpt_path, why,
+                        _set_aside(checkpoint_dir))
+        distributed.barrier(info)
+        return 0
+    if ckpt is None:
+        return 0
+    parts.model.load_state_dict(ckpt["model"])
+    parts.ema.load_state_dict(ckpt["ema"])
+    parts.optimizer.load_state_dict(ckpt["optimizer"])
+    start = int(ckpt["step"])
+    if info.is_main:
+        log.info("resuming stage %s from %s (step %d of %d)", stage, ckpt_path, start, iterations)
+    return start
+
+
+def _to_device(parts: Parts, device: torch.device) -> None:
+    parts.model.to(device)
+    parts.ema.to(device)
+    for state in parts.optimizer.state.values():
+        for k, v in state.items():
+            if torch.is_tensor(v):
+                state[k] = v.to(device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+# -- one step ---------------------------------------------------------------------------------------
+def train_step(net: torch.nn.Module, parts: Parts, batch: Mapping[str, torch.Tensor], sqrt_gamma: torch.Tensor,
+               eps: torch.Tensor, psf: PSF, srf: torch.Tensor, settings: TrainingSettings,
+               use_bf16: bool) -> dict[str, torch.Tensor]:
+    """One optimisation step on ``batch`` ({gt, lr_hsi, hr_msi} on [0, 1], on the device) at noise
+    levels ``sqrt_gamma`` (B,) with noise ``eps``; returns the loss terms. ``net``: the model, or
+    its DDP/compiled wrapper."""
+    gt, lr_hsi, hr_msi = batch["gt"], batch["lr_hsi"], batch["hr_msi"]
+    x0 = to_model_range(gt)
+    x_t = q_sample(x0, sqrt_gamma, eps) if settings.mode == "diffusion" else eps
+    with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_bf16):
+        x0_hat = net(x_t, sqrt_gamma, to_model_range(lr_hsi), to_model_range(hr_msi))
+    terms = fusion_loss(to_data_range(x0_hat.float()), gt, lr_hsi, hr_msi, psf, srf, settings.lambda_lr,
+                        settings.lambda_msi)
+    parts.optimizer.zero_grad(set_to_none=True)
+    terms["loss"].backward()
+    if settings.grad_clip_norm:
+        torch.nn.utils.clip_grad_norm_(parts.params, float(settings.grad_clip_norm))
+    parts.optimizer.step()
+    return terms
 
 
 class _StopFlag:
@@ -122,54 +244,7 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
-IRRELEVANT_TO_RESULTS = ("num_workers", "log_every", "checkpoint_every", "device", "compile", "activation_checkpointing")
-
-
-def run_fingerprint(stage, mc: ModelConfig, training, diffusion, paths: StagePaths) -> str:
-    """What a checkpoint must match to be resumed: settings that change the result, and the inputs."""
-    def identity(path):
-        if path is None:
-            return None
-        st = Path(path).stat()
-        return [str(path), st.st_size, st.st_mtime_ns]
-
-    blob = {
-        "stage": dict(stage), "model": mc.to_dict(), "train_schedule": dict(diffusion["train_schedule"]),
-        "training": {k: v for k, v in training.items() if k not in IRRELEVANT_TO_RESULTS},
-        "patches": identity(paths.patches), "init": identity(paths.init_weights),
-    }
-    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _set_aside(directory: Path) -> Path:
-    """Move a stage's checkpoints and log into ``<dir>/previous`` (replacing an older set)."""
-    import shutil
-
-    previous = directory / "previous"
-    shutil.rmtree(previous, ignore_errors=True)
-    previous.mkdir(parents=True)
-    for item in directory.iterdir():
-        if item.name != "previous":
-            item.rename(previous / item.name)
-    return previous
-
-
-def stage_iterations(stage: Mapping[str, Any], n_patches: int) -> int:
-    """Steps of a stage: ``iterations``, or ``epochs`` passes over its patches when given."""
-    if stage.get("epochs"):
-        return max(1, math.ceil(float(stage["epochs"]) * n_patches / int(stage["batch_size"])))
-    return int(stage["iterations"])
-
-
-def _trainable(model, which: str) -> list[torch.nn.Parameter]:
-    if which == "all":
-        return list(model.parameters())
-    keep = {id(p) for p in model.second_half_parameters()}
-    for p in model.parameters():
-        p.requires_grad_(id(p) in keep)
-    return [p for p in model.parameters() if p.requires_grad]
-
-
+# -- the stage --------------------------------------------------------------------------------------
 def train_stage(
     paths: StagePaths,
     stage: Mapping[str, Any],
@@ -178,200 +253,92 @@ def train_stage(
     diffusion: Mapping[str, Any],
     metadata: Mapping[str, Any] | None = None,
 ) -> dict:
-    """Train one stage to ``stage['iterations']`` steps, resuming from ``paths.checkpoint_dir``.
+    """Train one stage to its last step, resuming from ``paths.checkpoint_dir``.
 
-    Writes ``paths.weights`` (rank 0) and returns a summary. Raises :class:`TrainingInterrupted`
-    after writing a checkpoint when SIGTERM/SIGUSR1 arrives.
+    ``stage``, ``model_cfg``, ``training``, ``diffusion``: the config blocks (a stage of
+    ``training.stages``; ``diffusion`` needs ``train_schedule``). Writes ``paths.weights`` (rank 0)
+    and returns a summary. Raises :class:`TrainingInterrupted` after writing a checkpoint when
+    SIGTERM/SIGUSR1 arrives.
     """
-    info = distributed.setup(training.get("device", "auto"))
-    name, batch = stage["name"], int(stage["batch_size"])
+    stage_cfg, settings = Stage.from_dict(stage), TrainingSettings.from_dict(training)
+    info = distributed.setup(settings.device)
+    name, batch = stage_cfg.name, stage_cfg.batch_size
     if batch % info.world_size:
         raise ConfigError(f"stage {name}: batch_size {batch} is not divisible by the {info.world_size} processes")
     local = batch // info.world_size
-    seed, mode = int(training["seed"]), training.get("mode", "diffusion")
 
     dataset = PatchDataset(paths.patches)
-    iterations = stage_iterations(stage, len(dataset))
+    iterations = stage_cfg.steps(len(dataset))
     psf, srf = dataset.operators()
     first = dataset[0]
     mc = ModelConfig(hsi_bands=first["gt"].shape[0], msi_bands=first["hr_msi"].shape[0], **model_cfg)
-    torch.manual_seed(seed)  # the initial weights: part of what the seed makes reproducible
-    model = build_model(mc)
-    if paths.init_weights is not None:
-        blob = load_file(paths.init_weights)
-        if blob["model_config"] != mc.to_dict():
-            raise ConfigError(f"{paths.init_weights}: previous stage's model {blob['model_config']} differs from {mc.to_dict()}")
-        model.load_state_dict(blob["state_dict"])
-    model.activation_checkpointing = bool(training.get("activation_checkpointing", False))
-    params = _trainable(model, stage.get("trainable", "all"))
-    optimizer = torch.optim.Adam(params, lr=float(stage["learning_rate"]), betas=(0.9, 0.999))
-    ema = EMA(model, float(training["ema_decay"]))
-    start = 0
-    fingerprint = run_fingerprint(stage, mc, training, diffusion, paths)
-    ckpt_path = latest_checkpoint(paths.checkpoint_dir)
-    ckpt = load_file(ckpt_path) if ckpt_path is not None else None
-    distributed.barrier(info)  # every rank has read the checkpoint before rank 0 may move it
-    if ckpt is not None and (ckpt.get("fingerprint") != fingerprint or int(ckpt["step"]) >= iterations):
-        # Another configuration, or a finished run whose weights were removed (a forced rerun):
-        # start over, keeping the old checkpoints aside rather than deleting them.
-        if info.is_main:
-            why = "finished already" if ckpt.get("fingerprint") == fingerprint else "settings, inputs or model changed"
-            log.warning("not resuming stage %s from %s (%s); old checkpoints moved to %s", name, ckpt_path, why,
-                        _set_aside(paths.checkpoint_dir))
-        distributed.barrier(info)
-        ckpt = None
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        ema.load_state_dict(ckpt["ema"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        start = int(ckpt["step"])
-        if info.is_main:
-            log.info("resuming stage %s from %s (step %d of %d)", name, ckpt_path, start, iterations)
+    parts = build(mc, stage_cfg, settings, paths.init_weights)
+    fingerprint = run_fingerprint(stage_cfg, mc, settings, diffusion["train_schedule"], paths)
+    start = resume(parts, paths.checkpoint_dir, fingerprint, iterations, name, info)
 
     device = info.device
-    model.to(device)
-    ema.to(device)
-    for state in optimizer.state.values():
-        for k, v in state.items():
-            if torch.is_tensor(v):
-                state[k] = v.to(device)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    use_bf16 = device.type == "cuda" and training.get("precision", "auto") in ("auto", "bf16")
-    net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if info.distributed else model
-    if training.get("compile"):
+    _to_device(parts, device)
+    use_bf16 = device.type == "cuda" and settings.precision in ("auto", "bf16")
+    net = DistributedDataParallel(parts.model, device_ids=[device.index] if device.type == "cuda" else None) \
+        if info.distributed else parts.model
+    if settings.compile:
         net = torch.compile(net)
     schedule = Schedule.from_config(diffusion["train_schedule"])
     srf_t = torch.as_tensor(srf, device=device)
-    lambdas = training["loss"]
-
     loader = DataLoader(
         dataset,
-        batch_sampler=_StepBatches(seed, name, start, iterations, len(dataset), batch, dataset.square, info.rank, info.world_size),
-        num_workers=int(training.get("num_workers", 0)),
+        batch_sampler=_StepBatches(settings.seed, name, start, iterations, len(dataset), batch, dataset.square,
+                                   info.rank, info.world_size),
+        num_workers=settings.num_workers,
         pin_memory=device.type == "cuda",
         persistent_workers=False,
     )
-    csv_path = paths.checkpoint_dir / "log.csv"
-    if info.is_main:
-        paths.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        _truncate_csv(csv_path, start)
-
-    def attempt(event, at):
-        if info.is_main:
-            _append_csv(paths.checkpoint_dir / "attempts.csv", {
-                "time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "event": event,
-                "step": at, "iterations": iterations, "world_size": info.world_size,
-                "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""), "host": socket.gethostname(),
-            }, ATTEMPT_FIELDS)
-
-    attempt("resume" if start else "start", start)
-    progress = None
-    if info.is_main and sys.stderr.isatty():
-        from tqdm import tqdm
-
-        progress = tqdm(total=iterations, initial=start, desc=f"train {name}", unit="step")
+    records = StageLog(paths.checkpoint_dir, name, start, iterations, info.world_size, settings.log_every, info.is_main, log)
+    records.attempt("resume" if start else "start", start)
 
     def checkpoint(step):
         if info.is_main:
             save_checkpoint(paths.checkpoint_dir, step, {
-                "stage": name, "fingerprint": fingerprint, "model_config": mc.to_dict(), "model": model.state_dict(), "ema": ema.state_dict(),
-                "optimizer": optimizer.state_dict(), "settings": dict(training), "stage_settings": dict(stage),
+                "stage": name, "fingerprint": fingerprint, "model_config": mc.to_dict(), "model": parts.model.state_dict(),
+                "ema": parts.ema.state_dict(), "optimizer": parts.optimizer.state_dict(), "settings": dict(training),
+                "stage_settings": dict(stage),
             })
 
-    every_ckpt, every_log = int(training["checkpoint_every"]), int(training["log_every"])
-    model.train()
-    t_log, n_log, t0 = time.perf_counter(), 0, time.perf_counter()
-    sums, n_steps = dict.fromkeys(("loss", "l1", "lr_term", "msi_term"), 0.0), 0
+    parts.model.train()
     step = start
     with _StopFlag() as stop:
         for batch_data in loader:
-            gt = batch_data["gt"].to(device, non_blocking=True)
-            lr_hsi = batch_data["lr_hsi"].to(device, non_blocking=True)
-            hr_msi = batch_data["hr_msi"].to(device, non_blocking=True)
-            sqrt_gamma, eps = _noise(seed, name, step, schedule, (batch, *gt.shape[1:]), info.rank, local, mode)
-            sqrt_gamma, eps = sqrt_gamma.to(device), eps.to(device)
-            x0 = to_model_range(gt)
-            x_t = q_sample(x0, sqrt_gamma, eps) if mode == "diffusion" else eps
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_bf16):
-                x0_hat = net(x_t, sqrt_gamma, to_model_range(lr_hsi), to_model_range(hr_msi))
-            terms = fusion_loss(to_data_range(x0_hat.float()), gt, lr_hsi, hr_msi, psf, srf_t,
-                                lambdas["lambda_lr"], lambdas["lambda_msi"])
-            optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            if training.get("grad_clip_norm"):
-                torch.nn.utils.clip_grad_norm_(params, float(training["grad_clip_norm"]))
-            optimizer.step()
+            batch_data = {k: v.to(device, non_blocking=True) for k, v in batch_data.items()}
+            sqrt_gamma, eps = step_noise(settings.seed, name, step, schedule, (batch, *batch_data["gt"].shape[1:]),
+                                         info.rank, local, settings.mode)
+            terms = train_step(net, parts, batch_data, sqrt_gamma.to(device), eps.to(device), psf, srf_t, settings, use_bf16)
             step += 1
-            ema.update(model, step)
-            n_log += local * info.world_size
-            for k in sums:
-                sums[k] += terms[k].detach()  # no .item(): a GPU sync every step
-            n_steps += 1
-            if progress is not None:
-                progress.update(1)
-                progress.set_postfix(loss=f"{terms['loss'].item():.4f}")
-            if info.is_main and (step % every_log == 0 or step == iterations):
-                now = time.perf_counter()
-                # Means over the interval: single-batch losses swing with the sampled noise level.
-                row = {"step": step, **{k: f"{float(v) / n_steps:.6g}" for k, v in sums.items()},
-                       "learning_rate": optimizer.param_groups[0]["lr"], "patches_per_s": f"{n_log / (now - t_log):.2f}",
-                       "elapsed_s": f"{now - t0:.1f}"}
-                _append_csv(csv_path, row)
-                log.info("stage %s step %d/%d loss %s (%s patches/s)", name, step, iterations, row["loss"], row["patches_per_s"])
-                t_log, n_log, n_steps = now, 0, 0
-                sums = dict.fromkeys(sums, 0.0)
+            parts.ema.update(parts.model, step)
+            records.step(step, terms, local * info.world_size, parts.optimizer.param_groups[0]["lr"])
             if distributed.any_rank(stop.raised is not None, info):
                 checkpoint(step)
-                attempt("interrupted", step)
+                records.attempt("interrupted", step)
                 distributed.teardown()
                 raise TrainingInterrupted(f"stage {name} stopped by a signal at step {step}; checkpoint written to {paths.checkpoint_dir}")
-            if step % every_ckpt == 0 and step < iterations:
+            if step % settings.checkpoint_every == 0 and step < iterations:
                 checkpoint(step)
-    if progress is not None:
-        progress.close()
+    records.close()
 
-    summary = {"stage": name, "steps": iterations, "resumed_from": start, "seconds": time.perf_counter() - t0,
-               "rank": info.rank}
+    summary = {"stage": name, "steps": iterations, "resumed_from": start, "seconds": records.seconds, "rank": info.rank}
     if info.is_main:
         # Weights first, then the final checkpoint: a finished checkpoint thus means the weights
         # were written, and finding one on a rerun means the rerun was asked for.
         save_atomic({
-            "model_config": mc.to_dict(), "state_dict": ema.state_dict(), "stage": name, "step": iterations,
-            "mode": mode, "diffusion": dict(diffusion), "training": dict(training), "stage_settings": dict(stage),
+            "model_config": mc.to_dict(), "state_dict": parts.ema.state_dict(), "stage": name, "step": iterations,
+            "mode": settings.mode, "diffusion": dict(diffusion), "training": dict(training), "stage_settings": dict(stage),
             "ratio": psf.ratio, "metadata": dict(metadata or {}),
         }, paths.weights)
         checkpoint(iterations)
-        attempt("done", iterations)
+        records.attempt("done", iterations)
         if paths.loss_curve is not None:
             from hsrdiff.training.plots import plot_loss_curve
 
-            plot_loss_curve(csv_path, paths.loss_curve, title=f"{(metadata or {}).get('dataset', '')} {name}".strip())
+            plot_loss_curve(records.csv_path, paths.loss_curve, title=f"{(metadata or {}).get('dataset', '')} {name}".strip())
         log.info("stage %s done: %s -> %s", name, summary, paths.weights)
     distributed.teardown()
     return summary
-
-
-def _truncate_csv(path: Path, start: int) -> None:
-    """Drop rows past the resumed step (logged after the last checkpoint of a killed run)."""
-    if start == 0 or not path.exists():
-        with open(path, "w", newline="") as fh:
-            csv.DictWriter(fh, CSV_FIELDS).writeheader()
-        return
-    with open(path, newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= start]
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, CSV_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def _append_csv(path: Path, row: dict, fields: tuple[str, ...] = CSV_FIELDS) -> None:
-    """Append one row, with the header first when the file is new."""
-    new = not path.exists()
-    with open(path, "a", newline="") as fh:
-        writer = csv.DictWriter(fh, fields)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)

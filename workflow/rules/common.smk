@@ -1,26 +1,35 @@
 # Configuration, wildcard constraints and every input/param function of the rules.
+# Paths come from hsrdiff.paths and the training stages from hsrdiff.methods.stage_plan: the
+# library fills in the same templates and plans when a stage is run by hand.
 import json
 import sys
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from hsrdiff import paths
+from hsrdiff.config import check_renamed_keys
 from hsrdiff.data.registry import DatasetSpec
-from hsrdiff.runs import run_stages, trained_runs
+from hsrdiff.methods import method_stages, planned_stage, stage_plan, trained_methods
 
 
+check_renamed_keys(config)
 validate(config, schema="../schemas/config.schema.yaml")
 
 # Only the active datasets are resolved: an inactive entry with a missing source (HypSen)
 # must not stop the demo.
 SPECS = {name: DatasetSpec.from_config(config, name) for name in config["active_datasets"]}
-# Trained methods (hsrdiff and the variants listed in evaluation.methods) and their stages.
-RUNS = trained_runs(config)
-RUN_STAGES = {run: run_stages(config, run) for run in RUNS}
-STAGE_NAMES = list(dict.fromkeys(s["name"] for stages in RUN_STAGES.values() for s in stages))
+# Trained methods (hsrdiff and the trained_methods listed in evaluation.methods) and their stages.
+TRAINED = trained_methods(config)
+METHOD_STAGES = {method: method_stages(config, method) for method in TRAINED}
+STAGE_NAMES = list(dict.fromkeys(s["name"] for stages in METHOD_STAGES.values() for s in stages))
 PATCH_SIZES = sorted(
-    {str(s["patch_size"]) for stages in RUN_STAGES.values() for s in stages}, key=lambda s: (s == "full", s.zfill(8))
+    {str(s["patch_size"]) for stages in METHOD_STAGES.values() for s in stages}, key=lambda s: (s == "full", s.zfill(8))
 )
+# Whole-plan checks (e.g. repeated stage names) fail here, before any job runs.
+for _spec in SPECS.values():
+    for _method in TRAINED:
+        stage_plan(config, _spec.name, _spec.ratio, _method)
 
 
 wildcard_constraints:
@@ -28,7 +37,6 @@ wildcard_constraints:
     scene=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     size=r"\d+|full",
     method="|".join(config["evaluation"]["methods"]),
-    run="|".join(RUNS) or "NONE",
 
 
 def spec_of(wildcards):
@@ -38,10 +46,7 @@ def spec_of(wildcards):
 # -- inputs of the rules -------------------------------------------------------------------------
 def raw_input(wildcards):
     """What prepare reads: the download folder, the generated file or the user's local path."""
-    spec = spec_of(wildcards)
-    if spec.source_kind == "url":
-        return f"resources/downloads/{spec.name}"
-    return str(spec.raw_location())  # a ConfigError with instructions when there is no source
+    return str(spec_of(wildcards).raw_location())  # a ConfigError with instructions when there is no source
 
 
 def train_degraded(wildcards):
@@ -50,14 +55,14 @@ def train_degraded(wildcards):
 
 
 def all_inputs(wildcards):
-    """Targets of `all`: patches, the last stage's weights and the summary table."""
+    """Targets of `all`: patches, the last stage's weights, the summary table and the figures."""
     targets = []
     for spec in SPECS.values():
         targets += [str(spec.patches_path(size)) for size in PATCH_SIZES]
-        targets += [final_weights(spec, run) for run in RUNS]
-        targets.append(f"results/{spec.name}/summary.md")
-        targets += [f"results/{spec.name}/figures/{scene}_composite.png" for scene in spec.test_scenes]
-    targets += [f"results/generalisation/{pair}/consistency.csv" for pair in config["generalisation"]["run"]]
+        targets += [final_weights(spec, method) for method in TRAINED]
+        targets.append(paths.fill(paths.SUMMARY_MD, dataset=spec.name))
+        targets += [paths.fill(paths.FIGURE, dataset=spec.name, scene=scene, figure="composite") for scene in spec.test_scenes]
+    targets += [paths.fill(paths.CONSISTENCY, pair=pair) for pair in config["generalisation"]["run"]]
     return targets
 
 
@@ -70,22 +75,40 @@ def generator_settings(wildcards):
     return spec_of(wildcards).source["generate"]
 
 
+def scene_settings(wildcards):
+    """The scene's name, split, region and file key (prepare and degrade)."""
+    return spec_of(wildcards).scene(wildcards.scene).to_dict()
+
+
+def reader_settings(wildcards):
+    """How prepare reads the raw data: changing it reruns prepare and everything after."""
+    return spec_of(wildcards).reader_settings()
+
+
+def degradation_settings(wildcards):
+    """How degrade simulates the observations: changing it reruns degrade and everything after, not prepare."""
+    return spec_of(wildcards).degradation_settings()
+
+
 # -- training ----------------------------------------------------------------------------------------
-def runs_with_stage(name):
+def methods_with_stage(name):
     """Wildcard constraint of a stage's rule: the trained methods that have this stage."""
-    return "|".join(run for run, stages in RUN_STAGES.items() if name in [s["name"] for s in stages])
+    return "|".join(method for method, stages in METHOD_STAGES.items() if name in [s["name"] for s in stages])
+
+
+def _planned(wildcards, name):
+    spec = spec_of(wildcards)
+    return planned_stage(config, spec.name, spec.ratio, wildcards.method, name)
 
 
 def train_inputs(name):
     """Input function of stage ``name``: its patch file and the previous stage's weights (per method)."""
 
     def inputs(wildcards):
-        spec = spec_of(wildcards)
-        stages = RUN_STAGES[wildcards.run]
-        index = [s["name"] for s in stages].index(name)
-        found = {"patches": str(spec.patches_path(stages[index]["patch_size"]))}
-        if index > 0:
-            found["init"] = str(spec.weights_path(wildcards.run, stages[index - 1]["name"]))
+        planned = _planned(wildcards, name)
+        found = {"patches": str(planned.patches)}
+        if planned.init_weights is not None:
+            found["init"] = str(planned.init_weights)
         return found
 
     return inputs
@@ -95,11 +118,16 @@ def train_settings(name):
     """The JSON the training command reads: stage, model, training and diffusion settings."""
 
     def settings(wildcards):
-        from hsrdiff.cli import training_settings
-
-        return json.dumps(training_settings(config, spec_of(wildcards), name, wildcards.run))
+        return json.dumps(_planned(wildcards, name).settings)
 
     return settings
+
+
+def checkpoint_dir(name):
+    def directory(wildcards):
+        return str(_planned(wildcards, name).checkpoint_dir)
+
+    return directory
 
 
 def init_argument(wildcards, input):
@@ -128,19 +156,19 @@ def train_launcher(wildcards, resources):
     return sys.executable
 
 
-def final_weights(spec, run):
-    return str(spec.weights_path(run, RUN_STAGES[run][-1]["name"]))
+def final_weights(spec, method):
+    return str(stage_plan(config, spec.name, spec.ratio, method)[-1].weights)
 
 
 def final_weights_of(wildcards):
-    return final_weights(spec_of(wildcards), wildcards.run)
+    return final_weights(spec_of(wildcards), wildcards.method)
 
 
 # -- evaluation ----------------------------------------------------------------------------------------
 def metric_rows(wildcards):
     spec = spec_of(wildcards)
     return [
-        f"results/{spec.name}/metrics/{method}/{scene}.csv"
+        paths.fill(paths.METRIC_ROW, dataset=spec.name, method=method, scene=scene)
         for method in config["evaluation"]["methods"]
         for scene in spec.test_scenes
     ]
@@ -148,7 +176,8 @@ def metric_rows(wildcards):
 
 def fused_of_methods(wildcards):
     """Fused files of one scene, in the order of evaluation.methods."""
-    return [f"results/{wildcards.dataset}/fused/{method}/{wildcards.scene}.h5" for method in config["evaluation"]["methods"]]
+    return [paths.fill(paths.FUSED, dataset=wildcards.dataset, method=method, scene=wildcards.scene)
+            for method in config["evaluation"]["methods"]]
 
 
 # -- real-scenario generalisation -------------------------------------------------------------------

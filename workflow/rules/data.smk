@@ -3,11 +3,11 @@
 
 rule download:
     output:
-        raw=directory("resources/downloads/{dataset}"),
+        raw=directory(paths.DOWNLOAD),
     params:
         source=download_source,
         options=config["download"],
-        cache="resources/cache/{dataset}",
+        cache=paths.DOWNLOAD_CACHE,
     conda:
         "../envs/hsrdiff.yaml"
     log:
@@ -23,7 +23,7 @@ rule download:
 
 rule generate_demo:
     output:
-        scenes="resources/generated/{dataset}/scenes.h5",
+        scenes=paths.GENERATED,
     params:
         settings=generator_settings,
     conda:
@@ -43,7 +43,10 @@ rule prepare:
     input:
         raw=raw_input,
     output:
-        hsi="resources/prepared/{dataset}/{scene}.h5",
+        hsi=paths.PREPARED,
+    params:
+        scene=scene_settings,
+        reader=reader_settings,
     conda:
         "../envs/hsrdiff.yaml"
     log:
@@ -59,9 +62,12 @@ rule prepare:
 
 rule degrade:
     input:
-        hsi="resources/prepared/{dataset}/{scene}.h5",
+        hsi=paths.PREPARED,
     output:
-        observations="resources/degraded/{dataset}/{scene}.h5",
+        observations=paths.DEGRADED,
+    params:
+        scene=scene_settings,
+        degradation=degradation_settings,
     conda:
         "../envs/hsrdiff.yaml"
     log:
@@ -79,7 +85,7 @@ rule patches:
     input:
         scenes=train_degraded,
     output:
-        patches="resources/patches/{dataset}/p{size}.h5",
+        patches=paths.PATCHES,
     params:
         options=config["patches"],
     conda:

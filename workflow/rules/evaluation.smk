@@ -4,18 +4,20 @@
 rule sample:
     input:
         weights=final_weights_of,
-        observations="resources/degraded/{dataset}/{scene}.h5",
+        observations=paths.DEGRADED,
     output:
-        fused="results/{dataset}/fused/{run}/{scene}.h5",
+        fused=paths.FUSED,
     params:
         schedule=config["diffusion"]["sample_schedule"],
         sampling=config["sampling"],
     conda:
         "../envs/hsrdiff.yaml"
     log:
-        "logs/sample/{dataset}/{run}/{scene}.log",
+        "logs/sample/{dataset}/{method}/{scene}.log",
     benchmark:
-        "benchmarks/sample/{dataset}/{run}/{scene}.tsv"
+        "benchmarks/sample/{dataset}/{method}/{scene}.tsv"
+    wildcard_constraints:
+        method="|".join(TRAINED) or "NONE",
     threads: 4
     resources:
         gpu=1,
@@ -28,9 +30,9 @@ rule sample:
 
 rule bicubic:
     input:
-        observations="resources/degraded/{dataset}/{scene}.h5",
+        observations=paths.DEGRADED,
     output:
-        fused="results/{dataset}/fused/bicubic/{scene}.h5",
+        fused=paths.fill(paths.FUSED, method="bicubic"),
     conda:
         "../envs/hsrdiff.yaml"
     log:
@@ -46,9 +48,9 @@ rule bicubic:
 
 rule cnmf:
     input:
-        observations="resources/degraded/{dataset}/{scene}.h5",
+        observations=paths.DEGRADED,
     output:
-        fused="results/{dataset}/fused/cnmf/{scene}.h5",
+        fused=paths.fill(paths.FUSED, method="cnmf"),
     params:
         settings=config["evaluation"]["cnmf"],
     conda:
@@ -66,10 +68,10 @@ rule cnmf:
 
 rule evaluate:
     input:
-        fused="results/{dataset}/fused/{method}/{scene}.h5",
-        observations="resources/degraded/{dataset}/{scene}.h5",
+        fused=paths.FUSED,
+        observations=paths.DEGRADED,
     output:
-        row="results/{dataset}/metrics/{method}/{scene}.csv",
+        row=paths.METRIC_ROW,
     conda:
         "../envs/hsrdiff.yaml"
     log:
@@ -87,9 +89,9 @@ rule aggregate:
     input:
         rows=metric_rows,
     output:
-        metrics="results/{dataset}/metrics.csv",
-        summary_csv=report("results/{dataset}/summary.csv", caption="../report/summary.rst", category="{dataset}", subcategory="tables"),
-        summary_md="results/{dataset}/summary.md",
+        metrics=paths.METRICS,
+        summary_csv=report(paths.SUMMARY_CSV, caption="../report/summary.rst", category="{dataset}", subcategory="tables"),
+        summary_md=paths.SUMMARY_MD,
     params:
         methods=config["evaluation"]["methods"],
     conda:
@@ -107,23 +109,23 @@ rule aggregate:
 
 rule figures:
     input:
-        observations="resources/degraded/{dataset}/{scene}.h5",
+        observations=paths.DEGRADED,
         fused=fused_of_methods,
     output:
         composite=report(
-            "results/{dataset}/figures/{scene}_composite.png",
+            paths.fill(paths.FIGURE, figure="composite"),
             caption="../report/composite.rst",
             category="{dataset}",
             subcategory="false colour",
         ),
         errors=report(
-            "results/{dataset}/figures/{scene}_errors.png",
+            paths.fill(paths.FIGURE, figure="errors"),
             caption="../report/errors.rst",
             category="{dataset}",
             subcategory="error maps",
         ),
         spectra=report(
-            "results/{dataset}/figures/{scene}_spectra.png",
+            paths.fill(paths.FIGURE, figure="spectra"),
             caption="../report/spectra.rst",
             category="{dataset}",
             subcategory="spectra",
@@ -148,9 +150,9 @@ rule generalise:
         weights=generalisation_weights,
         pair=generalisation_file,
     output:
-        fused="results/generalisation/{pair}/fused.h5",
+        fused=paths.GENERALISED,
         consistency=report(
-            "results/generalisation/{pair}/consistency.csv",
+            paths.CONSISTENCY,
             caption="../report/consistency.rst",
             category="generalisation",
         ),

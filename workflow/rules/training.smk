@@ -1,6 +1,7 @@
 # Progressive training: one rule per stage name (so that one stage can be forced alone, e.g.
-# --forcerun train_stage2), for every trained method that has it (hsrdiff and the variants in
-# evaluation.methods), each stage starting from the previous stage's weights of its method.
+# --forcerun train_stage2), for every trained method that has it (hsrdiff and the trained_methods
+# in evaluation.methods), each stage starting from the previous stage's weights of its method
+# (hsrdiff.methods.stage_plan lays the chain out).
 # The declared output is the final weights file; checkpoints and the CSV log live in a folder
 # passed as a param, so a job killed at its time limit keeps them and a rerun resumes.
 
@@ -12,26 +13,26 @@ for _name in STAGE_NAMES:
         input:
             unpack(train_inputs(_name)),
         output:
-            weights=f"results/{{dataset}}/models/{{run}}/{_name}.pt",
+            weights=paths.fill(paths.WEIGHTS, stage=_name),
             curve=report(
-                f"results/{{dataset}}/models/{{run}}/{_name}_loss.png",
+                paths.fill(paths.LOSS_CURVE, stage=_name),
                 caption="../report/loss.rst",
                 category="{dataset}",
                 subcategory="training",
             ),
         params:
             settings=train_settings(_name),
-            checkpoint_dir=f"results/{{dataset}}/checkpoints/{{run}}/{_name}",
+            checkpoint_dir=checkpoint_dir(_name),
             init=init_argument,
             launcher=train_launcher,
         conda:
             "../envs/hsrdiff.yaml"
         log:
-            f"logs/train/{{dataset}}/{{run}}/{_name}.log",
+            f"logs/train/{{dataset}}/{{method}}/{_name}.log",
         benchmark:
-            f"benchmarks/train/{{dataset}}/{{run}}/{_name}.tsv"
+            f"benchmarks/train/{{dataset}}/{{method}}/{_name}.tsv"
         wildcard_constraints:
-            run=runs_with_stage(_name),
+            method=methods_with_stage(_name),
         threads: 4
         resources:
             gpu=1,

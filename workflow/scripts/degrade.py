@@ -2,11 +2,11 @@ from hsrdiff.log import setup_logging
 
 setup_logging(snakemake.log[0])
 
-from hsrdiff.data.registry import DatasetSpec
+from hsrdiff.data.registry import Scene
 from hsrdiff.data.simulate import degrade_scene
 from hsrdiff.provenance import stamp_snakemake_job
 
-spec = DatasetSpec.from_config(snakemake.config, snakemake.wildcards.dataset)
-degrade_scene(spec, snakemake.wildcards.scene, snakemake.input.hsi, snakemake.output.observations)
+degrade_scene(snakemake.wildcards.dataset, Scene.from_dict(snakemake.params.scene), snakemake.params.degradation,
+              snakemake.input.hsi, snakemake.output.observations)
 
 stamp_snakemake_job(snakemake)

@@ -2,19 +2,19 @@ from hsrdiff.log import setup_logging
 
 setup_logging(snakemake.log[0])
 
-from hsrdiff.io import read_arrays
+from hsrdiff.files import read_observations
 from hsrdiff.provenance import stamp_snakemake_job
 from hsrdiff.sampling import fuse_files
 
-obs = read_arrays(snakemake.input.observations, "lr_hsi", "hr_msi", "wavelengths")
+obs = read_observations(snakemake.input.observations)
 fuse_files(
     snakemake.input.weights,
-    obs["lr_hsi"],
-    obs["hr_msi"],
+    obs.lr_hsi,
+    obs.hr_msi,
     snakemake.output.fused,
     snakemake.params.schedule,
     snakemake.params.sampling,
-    wavelengths=obs["wavelengths"],
+    wavelengths=obs.wavelengths,
     provenance={"dataset": snakemake.wildcards.dataset, "scene": snakemake.wildcards.scene,
                 "observations": snakemake.input.observations},
 )
