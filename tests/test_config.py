@@ -109,3 +109,27 @@ def test_paper_configs_are_valid_overlays(name, default_config):
     assert [s["batch_size"] for s in stages] == [4, 4, 2] and stages[-1]["trainable"] == "second_half"
     ratio = config["datasets"][name]["ratio"]
     assert all(s["patch_size"] == "full" or s["patch_size"] % ratio == 0 for s in stages)
+
+
+def test_renamed_keys_name_their_new_spelling(default_config):
+    old = {**copy.deepcopy(default_config), "variants": {"unet": {"model": {"variant": "u-net"}}}}
+    with pytest.raises(ConfigError, match="'variants' is now 'trained_methods'"):
+        validate_config(old)
+    old = {**copy.deepcopy(default_config), "model": {"variant": "cnn"}}
+    with pytest.raises(ConfigError, match="model.variant is now model.architecture"):
+        validate_config(old)
+
+
+def test_stage_plan_chains_the_stages_of_a_method(default_config):
+    from hsrdiff.methods import stage_plan
+
+    config = validate_config(default_config)
+    plan = stage_plan(config, "demo", 4, "regression")
+    assert [p.name for p in plan] == ["stage1", "stage2", "stage3"]
+    assert plan[0].init_weights is None and plan[1].init_weights == plan[0].weights
+    assert str(plan[2].weights) == "results/demo/models/regression/stage3.pt"
+    assert str(plan[2].patches) == "resources/patches/demo/pfull.h5"
+    assert plan[2].settings["training"]["mode"] == "regression" and "sample_schedule" not in plan[2].settings["diffusion"]
+    config["training"]["stages"].append(dict(config["training"]["stages"][0]))
+    with pytest.raises(ConfigError, match="repeat the name"):
+        stage_plan(config, "demo", 4)

@@ -166,6 +166,18 @@ def test_data_and_training_stages_run_on_a_small_demo(tmp_path, default_config):
     config["diffusion"]["sample_schedule"]["steps"] = 8
     result = run_snakemake(tmp_path, config, "-n", "--cores", "2")
     assert _job_counts(result) == {"sample": 4, "evaluate": 4, "aggregate": 1, "figures": 2, "all": 1}
+    # A dataset's simulation settings (here its PSF) re-simulate every scene and redo all that
+    # follows from the observations, but read no raw data again.
+    config = small_demo_config(default_config)
+    config["datasets"]["demo"]["psf"] = {"mode": "convolve", "sigma": 1.5}
+    result = run_snakemake(tmp_path, config, "-n", "--cores", "2")
+    assert _job_counts(result) == {"degrade": 5, "patches": 3, "train_s1": 2, "train_s2": 2, "train_s3": 2, "sample": 4,
+                                   "cnmf": 2, "bicubic": 2, "evaluate": 8, "aggregate": 1, "figures": 2, "all": 1}
+    # A reader setting (the scale) starts from prepare; the generated raw data stay.
+    config = small_demo_config(default_config)
+    config["datasets"]["demo"]["scale"] = 2.0
+    counts = _job_counts(run_snakemake(tmp_path, config, "-n", "--cores", "2"))
+    assert counts["prepare"] == 5 and counts["degrade"] == 5 and "generate_demo" not in counts, counts
 
 
 def _job_counts(result) -> dict[str, int]:

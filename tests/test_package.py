@@ -1,0 +1,46 @@
+"""The package's layout rules (docs/package.md): who may import whom, and one home per file format."""
+
+import re
+import subprocess
+import sys
+
+from conftest import REPO
+
+INFERENCE = ("hsrdiff.sampling", "hsrdiff.realpair", "hsrdiff.files", "hsrdiff.evaluation", "hsrdiff.baselines",
+             "hsrdiff.figures", "hsrdiff.models")
+
+
+def _imported_by(module: str) -> set[str]:
+    code = f"import sys, {module}; print('\\n'.join(m for m in sys.modules if m.startswith('hsrdiff')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout
+    return set(out.split())
+
+
+def test_inference_imports_no_training_code():
+    for module in INFERENCE:
+        loaded = _imported_by(module)
+        assert not {m for m in loaded if m.startswith("hsrdiff.training")}, (module, sorted(loaded))
+
+
+def test_the_workflow_imports_neither_the_cli_nor_torch_code_to_build_its_dag():
+    for path in [REPO / "workflow" / "Snakefile", *(REPO / "workflow" / "rules").glob("*.smk")]:
+        text = path.read_text()
+        assert not re.search(r"^\s*(from|import) hsrdiff\.cli", text, re.M), path
+    # What common.smk imports stays light: no network, trainer or sampler modules.
+    loaded = _imported_by("hsrdiff.methods, hsrdiff.data.registry, hsrdiff.paths, hsrdiff.config")
+    assert not {m for m in loaded if m.split(".")[1:2] in (["training"], ["models"], ["sampling"], ["diffusion"], ["cli"])}, loaded
+
+
+def test_file_layout_names_are_spelled_in_one_module():
+    """The attribute names of observation files appear in hsrdiff/files.py and nowhere else in the
+    package or the workflow scripts (tests may read them to check what was written)."""
+    names = ("psf_mode", "psf_offset", "srf_bands", "srf_fitted")
+    found = {}
+    for path in [*(REPO / "hsrdiff").rglob("*.py"), *(REPO / "workflow" / "scripts").glob("*.py")]:
+        if path.name == "files.py" and path.parent.name == "hsrdiff":
+            continue
+        text = path.read_text()
+        hits = [n for n in names if f'"{n}"' in text]
+        if hits:
+            found[str(path.relative_to(REPO))] = hits
+    assert not found, found
