@@ -28,24 +28,49 @@ class PSF:
 
     ``mode == "block"``: each LR pixel is the kernel-weighted mean of its own ratio x ratio block
     (k == ratio, the CAVE protocol). ``mode == "convolve"``: the kernel is convolved with reflect
-    padding and every ratio-th pixel kept, starting at ``offset``.
+    padding and every ratio-th pixel kept. With ``offset`` None (the default) the kernel's centre
+    sits on the centre of each block, ratio * i + (ratio - 1) / 2, where bicubic upsampling and the
+    literature put the LR pixel, so that flips and rotations of an image commute with its
+    degradation (k must then have the parity of the ratio); an integer ``offset`` keeps pixel
+    ``offset + ratio * i`` of the blurred image instead (odd k; a sensor with another phase).
     """
 
     kernel: np.ndarray
     ratio: int
     mode: str
-    offset: int = 0
+    offset: int | None = None
 
     def __post_init__(self):
         k = self.kernel
         if k.ndim != 2 or k.shape[0] != k.shape[1]:
             raise DataError(f"PSF kernel must be square 2-D, got shape {k.shape}")
-        if self.mode == "block" and k.shape[0] != self.ratio:
-            raise DataError(f"PSF mode 'block' needs a kernel of size ratio={self.ratio}, got {k.shape[0]}")
-        if self.mode == "convolve" and not 0 <= self.offset < self.ratio:
-            raise DataError(f"PSF offset must lie in [0, ratio={self.ratio}), got {self.offset}")
         if self.mode not in ("block", "convolve"):
             raise DataError(f"PSF mode must be 'block' or 'convolve', got '{self.mode}'")
+        if self.mode == "block" and k.shape[0] != self.ratio:
+            raise DataError(f"PSF mode 'block' needs a kernel of size ratio={self.ratio}, got {k.shape[0]}")
+        if self.mode == "convolve" and self.offset is None and (k.shape[0] - self.ratio) % 2:
+            raise DataError(
+                f"a block-centred PSF needs a kernel side of the ratio's parity (ratio {self.ratio}), got {k.shape[0]}; "
+                "set psf.size accordingly, or psf.offset for an uncentred sampling"
+            )
+        if self.mode == "convolve" and self.offset is not None and not 0 <= self.offset < self.ratio:
+            raise DataError(f"PSF offset must lie in [0, ratio={self.ratio}), got {self.offset}")
+
+    @property
+    def padding(self) -> tuple[int, int]:
+        """HR pixels of reflect padding before (and after) each axis, for mode convolve."""
+        k = self.kernel.shape[0]
+        if self.mode == "block":
+            return 0, 0
+        if self.offset is None:
+            return (k - self.ratio) // 2, (k - self.ratio) // 2
+        return (k - 1) // 2, k // 2
+
+    @property
+    def margin(self) -> int:
+        """LR pixels at each edge of an image whose blur reaches past that edge: in a patch cut
+        from a larger scene they saw the scene's pixels, not the patch's reflection."""
+        return -(-max(self.padding) // self.ratio)
 
 
 def gaussian_kernel(size: int, sigma: float) -> np.ndarray:
@@ -59,6 +84,8 @@ def gaussian_kernel(size: int, sigma: float) -> np.ndarray:
 def make_psf(psf_config: Mapping[str, Any], ratio: int) -> PSF:
     """Build the PSF of a registry entry's ``psf`` block (defaults documented in the schema)."""
     mode = psf_config.get("mode", "convolve")
+    offset = psf_config.get("offset")
+    offset = None if offset is None or mode == "block" else int(offset)
     if psf_config.get("kernel_file"):
         path = psf_config["kernel_file"]
         try:
@@ -70,12 +97,12 @@ def make_psf(psf_config: Mapping[str, Any], ratio: int) -> PSF:
             raise DataError(f"PSF kernel file {path}: expected a non-negative 2-D array with a positive sum, got shape {kernel.shape}")
         kernel = (kernel / kernel.sum()).astype(np.float32)
     else:
-        size = psf_config.get("size") or (ratio if mode == "block" else 2 * ratio + 1)
+        # Convolve: about +-2.4 sigma at the default FWHM, with the parity a centred kernel needs.
+        default = ratio if mode == "block" else 2 * ratio + 1 + (offset is None and ratio % 2 == 0)
+        size = psf_config.get("size") or default
         sigma = psf_config.get("sigma") or ratio * FWHM_TO_SIGMA
         kernel = gaussian_kernel(int(size), float(sigma))
-    offset = psf_config.get("offset")
-    offset = ratio // 2 if offset is None else int(offset)
-    return PSF(kernel=kernel, ratio=int(ratio), mode=mode, offset=offset if mode == "convolve" else 0)
+    return PSF(kernel=kernel, ratio=int(ratio), mode=mode, offset=offset)
 
 
 def _to_batched_tensor(x) -> tuple[torch.Tensor, bool, bool]:
@@ -111,13 +138,16 @@ def spatial_degrade(x, psf: PSF):
         out = F.conv2d(t, weight, stride=s, groups=bands)
     else:
         k = kernel.shape[0]
-        pad = ((k - 1) // 2, k // 2, (k - 1) // 2, k // 2)
-        if max(pad) >= min(height, width):
+        before, after = psf.padding
+        if max(before, after) >= min(height, width):
             raise DataError(
                 f"image of size {height}x{width} is too small for a {k}x{k} PSF with reflect padding"
             )
-        blurred = F.conv2d(F.pad(t, pad, mode="reflect"), weight, groups=bands)
-        out = blurred[..., psf.offset :: s, psf.offset :: s][..., : height // s, : width // s]
+        padded = F.pad(t, (before, after, before, after), mode="reflect")
+        if psf.offset is None:
+            out = F.conv2d(padded, weight, stride=s, groups=bands)
+        else:
+            out = F.conv2d(padded, weight, groups=bands)[..., psf.offset :: s, psf.offset :: s][..., : height // s, : width // s]
     return _restore(out, was_numpy, unbatched)
 
 

@@ -61,6 +61,7 @@ def write_operators(fh: h5py.File, psf: PSF, srf: np.ndarray, wavelengths: np.nd
     fh.create_dataset("srf", data=srf)
     if wavelengths is not None:
         fh.create_dataset("wavelengths", data=wavelengths)
+    # psf_offset "" (HDF5 has no null): the block-centred sampling
     write_attrs(fh, {"ratio": psf.ratio, "psf_mode": psf.mode, "psf_offset": psf.offset, "srf_bands": srf_bands})
 
 
@@ -76,7 +77,11 @@ def read_operators(fh: h5py.File) -> tuple[PSF, np.ndarray]:
     for key in ("psf_mode", "psf_offset"):
         if key not in fh.attrs:
             raise DataError(f"{fh.filename}: no attribute '{key}' beside its 'psf'")
-    return PSF(kernel=kernel, ratio=read_ratio(fh), mode=str(fh.attrs["psf_mode"]), offset=int(fh.attrs["psf_offset"])), srf
+    offset = fh.attrs["psf_offset"]
+    # "" is the block-centred sampling; files simulated before it was the default hold the integer
+    # offset they were made with, and are read as such
+    offset = None if isinstance(offset, (str, bytes)) and not offset else int(offset)
+    return PSF(kernel=kernel, ratio=read_ratio(fh), mode=str(fh.attrs["psf_mode"]), offset=offset), srf
 
 
 def copy_operators(observations: str | Path, target: h5py.File) -> None:

@@ -49,20 +49,70 @@ def test_cave_protocol_kernel_is_normalised_32x32_sigma_10():
     np.testing.assert_allclose(k, ref / ref.sum(), rtol=1e-5)
 
 
-@pytest.mark.parametrize("ratio,shape", [(4, (3, 20, 28)), (8, (2, 48, 40))])
-def test_convolve_mode_matches_scipy_reference(ratio, shape):
+@pytest.mark.parametrize("ratio,shape", [(4, (3, 20, 28)), (8, (2, 48, 40)), (3, (2, 18, 12))])
+def test_convolve_mode_is_centred_on_each_block(ratio, shape):
     x = np.random.default_rng(0).random(shape)
     psf = make_psf({"mode": "convolve"}, ratio)
-    assert psf.kernel.shape == (2 * ratio + 1,) * 2 and psf.offset == ratio // 2
-    # FWHM equals the ratio by default
-    profile = psf.kernel[ratio]
-    assert profile.max() > 0
+    size = 2 * ratio + 1 + (ratio % 2 == 0)
+    assert psf.kernel.shape == (size, size) and psf.offset is None
+    # FWHM equals the ratio by default, the Gaussian centred between the kernel's middle pixels
     sigma = ratio / 2.3548
-    np.testing.assert_allclose(profile / profile.max(), np.exp(-0.5 * (np.arange(-ratio, ratio + 1) / sigma) ** 2), rtol=1e-4)
+    coords = np.arange(size) - (size - 1) / 2
+    profile = psf.kernel[size // 2]
+    np.testing.assert_allclose(profile / profile.max(), np.exp(-0.5 * (coords / sigma) ** 2) / np.exp(-0.5 * (coords / sigma) ** 2).max(), rtol=1e-4)
+    # By hand: LR pixel i weighs HR pixels around ratio * i + (ratio - 1) / 2, reflect padding
+    pad = (size - ratio) // 2
+    padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad)), mode="reflect")
+    ref = np.zeros((shape[0], shape[1] // ratio, shape[2] // ratio))
+    for i in range(ref.shape[1]):
+        for j in range(ref.shape[2]):
+            window = padded[:, ratio * i : ratio * i + size, ratio * j : ratio * j + size]
+            ref[:, i, j] = (window * psf.kernel.astype(np.float64)).sum(axis=(1, 2))
+    np.testing.assert_allclose(spatial_degrade(x, psf), ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("ratio,shape", [(4, (3, 20, 28)), (8, (2, 48, 40))])
+def test_convolve_mode_with_an_explicit_offset_matches_scipy_reference(ratio, shape):
+    x = np.random.default_rng(0).random(shape)
+    psf = make_psf({"mode": "convolve", "offset": ratio // 2}, ratio)
+    assert psf.kernel.shape == (2 * ratio + 1,) * 2 and psf.offset == ratio // 2
     # torch's reflect padding is scipy's 'mirror'
     ref = np.stack([scipy.ndimage.correlate(b, psf.kernel.astype(np.float64), mode="mirror") for b in x])
     ref = ref[:, psf.offset :: ratio, psf.offset :: ratio]
     np.testing.assert_allclose(spatial_degrade(x, psf), ref, atol=1e-6)
+
+
+def _dihedral(x, rot, flip):
+    x = np.rot90(x, rot, axes=(-2, -1))
+    return np.ascontiguousarray(x[..., ::-1] if flip else x)
+
+
+@pytest.mark.parametrize("psf_config,ratio", [({"mode": "convolve"}, 4), ({"mode": "convolve"}, 3), ({"mode": "convolve"}, 8),
+                                              ({"mode": "block"}, 4), ({"mode": "block", "sigma": 10}, 32)])
+def test_every_flip_and_rotation_commutes_with_the_degradation(psf_config, ratio):
+    x = np.random.default_rng(ratio).random((2, 6 * ratio, 6 * ratio))
+    psf = make_psf(psf_config, ratio)
+    lr = spatial_degrade(x, psf)
+    for rot in range(4):
+        for flip in (False, True):
+            np.testing.assert_allclose(spatial_degrade(_dihedral(x, rot, flip), psf), _dihedral(lr, rot, flip), atol=1e-6,
+                                       err_msg=f"rot {rot} flip {flip}")
+
+
+@pytest.mark.parametrize("psf_config,ratio", [({"mode": "convolve"}, 4), ({"mode": "convolve"}, 3), ({"mode": "block", "sigma": 10}, 32)])
+def test_a_ramp_degraded_and_bicubic_upsampled_comes_back_unshifted(psf_config, ratio):
+    from hsrdiff.baselines import bicubic
+
+    n = 12 * ratio
+    ramp = np.broadcast_to(np.arange(n, dtype=np.float32) / n, (1, n, n)).copy()
+    up = bicubic(spatial_degrade(ramp, make_psf(psf_config, ratio)), ratio).fused
+    inner = slice(3 * ratio, 9 * ratio)  # away from the edges, where padding bends the ramp
+    shift_px = float((up - ramp)[0, inner, inner].mean()) * n
+    assert abs(shift_px) < 1e-3, shift_px
+    # the old sampling (offset ratio // 2) was half a pixel off for even ratios: the test sees it
+    if ratio % 2 == 0 and psf_config["mode"] == "convolve":
+        old = bicubic(spatial_degrade(ramp, make_psf({**psf_config, "offset": ratio // 2}, ratio)), ratio).fused
+        assert abs(float((old - ramp)[0, inner, inner].mean()) * n - 0.5) < 1e-3
 
 
 def test_numpy_and_torch_paths_agree_and_torch_is_differentiable():
@@ -111,7 +161,11 @@ def test_psf_rejects_bad_settings(tmp_path):
         make_psf({"kernel_file": str(bad)}, 2)
     good = tmp_path / "k.npy"
     np.save(good, np.ones((3, 3)))
-    assert abs(make_psf({"kernel_file": str(good)}, 2).kernel.sum() - 1) < 1e-6
+    assert abs(make_psf({"kernel_file": str(good)}, 3).kernel.sum() - 1) < 1e-6
+    # an odd kernel cannot be centred between the two middle pixels of an even block
+    with pytest.raises(DataError, match="kernel side of the ratio's parity"):
+        make_psf({"kernel_file": str(good)}, 2)
+    assert make_psf({"kernel_file": str(good), "offset": 1}, 2).offset == 1
 
 
 def test_noise_reaches_the_requested_snr():

@@ -119,3 +119,42 @@ def test_dataset_reports_a_bad_file(tmp_path):
         fh["gt"] = np.zeros((2, 3, 4, 4))
     with pytest.raises(DataError, match="bad.h5: no dataset 'lr_hsi'"):
         PatchDataset(path)
+
+
+@pytest.mark.parametrize("setting", [
+    # the demo: 31 bands, Nikon D700, x4, the default Gaussian
+    {"bands": (400, 700, 31), "srf": "nikon_d700", "ratio": 4, "psf": {"mode": "convolve"}, "size": 96, "patch": 32},
+    # PaviaU-like: 103 bands, WorldView-3, x4
+    {"bands": (430, 860, 103), "srf": "worldview3", "ratio": 4, "psf": {"mode": "convolve"}, "size": 64, "patch": 32},
+    # the CAVE x32 protocol: 32x32 blocks, Gaussian sigma 10
+    {"bands": (400, 700, 31), "srf": "nikon_d700", "ratio": 32, "psf": {"mode": "block", "sigma": 10}, "size": 128, "patch": 64},
+])
+def test_observation_terms_of_the_loss_vanish_on_the_ground_truth_under_every_augmentation(tmp_path, setting):
+    """What the loss re-degrades from a (flipped, rotated) ground-truth patch equals the patch's
+    observations, cut from the scene-level simulation: the loss trains on no jitter."""
+    from hsrdiff.diffusion import fusion_loss
+
+    start, stop, count = setting["bands"]
+    entry = {"source": {"path": str(tmp_path)}, "reader": "npy", "axis_order": "bhw",
+             "wavelengths": {"start": start, "stop": stop, "count": count}, "scale": 1.0, "ratio": setting["ratio"],
+             "psf": setting["psf"], "srf": setting["srf"], "scenes": {"train": ["a"]}}
+    spec = DatasetSpec.from_config(make_config({"d": entry}), "d")
+    rng = np.random.default_rng(1)
+    with h5py.File(tmp_path / "a_prep.h5", "w") as fh:
+        # smooth structure plus texture, so that every border pixel matters
+        yy, xx = np.mgrid[0 : setting["size"], 0 : setting["size"]] / setting["size"]
+        base = 0.5 + 0.3 * np.sin(7 * xx + 3 * yy)[None] * np.linspace(0.5, 1, count)[:, None, None]
+        fh["hsi"] = np.clip(base + 0.1 * rng.random((count, setting["size"], setting["size"])), 0, 1).astype(np.float32)
+        fh["wavelengths"] = np.linspace(start, stop, count)
+    degrade_scene(spec.name, spec.scene("a"), spec.degradation_settings(), tmp_path / "a_prep.h5", tmp_path / "a.h5")
+    extract_patches([tmp_path / "a.h5"], setting["patch"], tmp_path / "p.h5", stride_fraction=0.5)
+    ds = PatchDataset(tmp_path / "p.h5")
+    psf, srf = ds.operators()
+    for index in (0, len(ds) // 2, len(ds) - 1):
+        for rot in range(4):
+            for flip in (0, 1):
+                item = ds[(index, rot, flip)]
+                gt = item["gt"][None].double()
+                terms = fusion_loss(gt, gt, item["lr_hsi"][None].double(), item["hr_msi"][None].double(), psf,
+                                    torch.as_tensor(srf, dtype=torch.float64))
+                assert terms["lr_term"] < 1e-6 and terms["msi_term"] < 1e-6, (index, rot, flip, terms)

@@ -85,7 +85,7 @@ def test_data_and_training_stages_run_on_a_small_demo(tmp_path, default_config):
         assert fh["gt"].shape == (31, 64, 64)
         assert fh["lr_hsi"].shape == (31, 16, 16)
         assert fh["hr_msi"].shape == (3, 64, 64)
-        assert fh["srf"].shape == (3, 31) and fh["psf"].shape == (9, 9)
+        assert fh["srf"].shape == (3, 31) and fh["psf"].shape == (10, 10)  # block-centred at ratio 4
         assert fh.attrs["split"] == "test" and fh.attrs["ratio"] == 4
     expected = {"p16": (3 * 49, 16, 4), "p32": (3 * 9, 32, 8), "pfull": (3, 64, 16)}
     for name, (n, hr, lr) in expected.items():

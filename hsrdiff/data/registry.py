@@ -19,6 +19,9 @@ from hsrdiff.errors import ConfigError
 # Keys of a registry entry that the degrade stage reads; the prepare stage reads the others
 # (except `source`, whose data arrive as prepare's input, and `scenes`, resolved per scene).
 DEGRADATION_KEYS = ("ratio", "psf", "srf", "noise")
+# Changed whenever the simulation itself changes: it is part of the degrade rule's params, so the
+# workflow re-simulates instead of mixing files of two observation models.
+OBSERVATION_MODEL = "2: LR pixels centred on their blocks in every PSF mode"
 NOT_READER_KEYS = (*DEGRADATION_KEYS, "description", "source", "scenes")
 
 
@@ -117,8 +120,8 @@ class DatasetSpec:
         return {k: v for k, v in self.entry.items() if k not in NOT_READER_KEYS}
 
     def degradation_settings(self) -> dict:
-        """How to simulate the observations: ``ratio``, ``psf``, ``srf``, ``noise``."""
-        return {k: self.entry.get(k) for k in DEGRADATION_KEYS}
+        """How to simulate the observations: ``ratio``, ``psf``, ``srf``, ``noise`` (and the model's version)."""
+        return {**{k: self.entry.get(k) for k in DEGRADATION_KEYS}, "observation_model": OBSERVATION_MODEL}
 
     # -- files of each stage -------------------------------------------------------------------
     def prepared_path(self, scene: str) -> Path:

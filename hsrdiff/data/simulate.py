@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 import torch
 
-from hsrdiff.data.registry import Scene
+from hsrdiff.data.registry import OBSERVATION_MODEL, Scene
 from hsrdiff.degradation import add_noise, crop_to_ratio, make_psf, spatial_degrade, spectral_degrade
 from hsrdiff.files import read_prepared, write_observations
 from hsrdiff.srf import read_response, srf_matrix
@@ -51,6 +51,7 @@ def degrade_scene(dataset: str, scene: Scene, degradation: Mapping[str, Any], pr
         "snr_db_hr_msi": noise.get("snr_db_hr_msi"),
         "noise_seed": noise.get("seed", 0),
         "cropped_from": "" if old_size is None else f"{old_size[0]}x{old_size[1]}",
+        "observation_model": OBSERVATION_MODEL,
     })
     summary = {"scene": scene.name, "gt": gt.shape, "lr_hsi": lr_hsi.shape, "hr_msi": hr_msi.shape, "msi_bands": srf.names}
     log.info("degraded %s/%s: %s", dataset, scene.name, summary)

@@ -3,6 +3,10 @@
 L = |x0_hat - X|_1 + lambda_lr |(x0_hat * psf) down_ratio - lr_hsi|_1 + lambda_msi |srf x0_hat - hr_msi|_1
 
 The observation terms re-apply the very degradation of the data stage (hsrdiff.degradation).
+A training patch's LR pixels at its edges were simulated from the whole scene, whose pixels
+beyond the patch the loss cannot see: the LR term compares only the LR pixels whose blur lies
+inside the patch (``psf.margin`` of them dropped at each edge), so that it compares like with like
+and is exactly zero on the ground truth.
 """
 
 from __future__ import annotations
@@ -17,7 +21,12 @@ def fusion_loss(x0_hat: torch.Tensor, gt: torch.Tensor, lr_hsi: torch.Tensor, hr
                 psf: PSF, srf: torch.Tensor, lambda_lr: float = 1.0, lambda_msi: float = 1.0) -> dict[str, torch.Tensor]:
     """All tensors on the [0, 1] scale; returns the total and each term (scalars)."""
     terms = {"l1": F.l1_loss(x0_hat, gt)}
-    terms["lr_term"] = F.l1_loss(spatial_degrade(x0_hat, psf), lr_hsi) if lambda_lr else x0_hat.new_zeros(())
+    if lambda_lr:
+        m = psf.margin
+        inner = (..., slice(m, lr_hsi.shape[-2] - m), slice(m, lr_hsi.shape[-1] - m))
+        terms["lr_term"] = F.l1_loss(spatial_degrade(x0_hat, psf)[inner], lr_hsi[inner])
+    else:
+        terms["lr_term"] = x0_hat.new_zeros(())
     terms["msi_term"] = F.l1_loss(spectral_degrade(x0_hat, srf), hr_msi) if lambda_msi else x0_hat.new_zeros(())
     terms["loss"] = terms["l1"] + lambda_lr * terms["lr_term"] + lambda_msi * terms["msi_term"]
     return terms
