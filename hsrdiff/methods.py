@@ -3,7 +3,8 @@
 A *method* is anything the evaluation compares (``evaluation.methods``). Trained methods are
 hsrdiff itself and the keys of ``trained_methods``, each overriding parts of ``model`` and
 ``training`` (its own ``stages``, ``mode``): the regression baseline and the paper's ablations
-(Table 2: u-net, no-sr-stream, cnn; Table 3: fixed-size patches), one config overlay each.
+(architectures, the published Table 3: no-sr-stream, cnn, and u-net; progressive learning, Table 4:
+fixed-size patches), one config overlay each.
 
 :func:`stage_plan` is the one place where a trained method's chain of stages is laid out (patch
 file, previous stage's weights, outputs, checkpoint folder, the settings the trainer reads): the

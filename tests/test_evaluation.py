@@ -49,6 +49,7 @@ def test_summary_averages_scenes_and_adds_the_papers_rows(tmp_path):
     assert table.loc["HSR-Diff (paper)", "psnr"] == PAPER_TABLE1["cave"]["HSR-Diff (paper)"][0]
     md = (tmp_path / "summary.md").read_text()
     assert "| hsrdiff | 41.00 | 0.9000 | 3.00 | 1.000 | 0.0100 | 1.0 |" in md and "HSR-Diff (paper) | 44.33" in md
+    assert "| regression, same CDFormer (paper, Table 2) | 43.26 |" in md
     assert pd.read_csv(tmp_path / "summary.csv")["method"].tolist()[:2] == ["hsrdiff", "bicubic"]
 
 

@@ -98,3 +98,32 @@ def test_real_pair_without_ground_truth_is_fused_and_checked_for_consistency(sha
     with h5py.File(out) as fh:
         assert fh["fused"].shape == (128, 72, 72) and fh["srf_fitted"].shape == (9, 128)
         assert "simulated" in fh.attrs["note"] and "128->31 HSI" in fh.attrs["band_resampling"]
+
+
+def test_cave_reader_on_a_real_scene_with_the_shipped_entry(shared_data, tmp_path):
+    """The shipped `cave` entry, pointed at the CAVE copy (8-bit PNGs), prepares and degrades one
+    real test scene by the CAVE x32 protocol."""
+    cave = shared_data / "cave" / "complete_ms_data"
+    if not cave.is_dir():
+        import pytest
+
+        pytest.skip(f"the CAVE copy is absent: {cave}")
+    with open(REPO / "config" / "config.yaml") as fh:
+        config = yaml.safe_load(fh)
+    config["datasets"]["cave"]["source"]["path"] = str(cave)
+    config["active_datasets"] = ["cave"]
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    args = ["--config", str(config_path), "--dataset", "cave", "--scene", "watercolors"]
+    assert main(["prepare", *args, "--out", str(tmp_path / "prep.h5")]) == 0
+    with h5py.File(tmp_path / "prep.h5") as fh:
+        hsi = fh["hsi"][()]
+        assert hsi.shape == (31, 512, 512) and fh.attrs["split"] == "test"
+        # 8-bit bands divided by 255: every value is k / 255 (watercolors is RGBA with equal channels)
+        assert fh.attrs["scale_divisor"] == 255 and fh.attrs["source_dtype"] == "uint8"
+    np.testing.assert_allclose(hsi * 255, np.round(hsi * 255), atol=1e-3)
+    assert 0.2 < hsi.mean() < 0.9
+    assert main(["degrade", *args, "--input", str(tmp_path / "prep.h5"), "--out", str(tmp_path / "obs.h5")]) == 0
+    with h5py.File(tmp_path / "obs.h5") as fh:
+        assert fh["lr_hsi"].shape == (31, 16, 16) and fh["hr_msi"].shape == (3, 512, 512)
+        assert fh["psf"].shape == (32, 32) and fh.attrs["ratio"] == 32
