@@ -116,3 +116,28 @@ def test_range_mapping_round_trip():
     x = torch.rand(10)
     torch.testing.assert_close(to_data_range(to_model_range(x)), x)
     assert to_model_range(torch.tensor(0.0)) == -1 and to_model_range(torch.tensor(1.0)) == 1
+
+
+def test_log_uniform_noise_levels_spread_evenly_over_decades_and_wavegrad_does_not():
+    from hsrdiff.diffusion import Schedule, sample_noise_level, sample_noise_level_log_uniform
+
+    g = torch.Generator().manual_seed(0)
+    std = (1 - sample_noise_level_log_uniform(60000, (1e-3, 1.0), g).double() ** 2).sqrt()
+    for low, high in ((1e-3, 1e-2), (1e-2, 1e-1), (1e-1, 1.0)):
+        assert abs(((std >= low) & (std < high)).double().mean().item() - 1 / 3) < 0.01
+    wavegrad = Schedule.from_config({"steps": 2000, "beta_start": 1e-6, "beta_end": 1e-2})
+    std = (1 - sample_noise_level(wavegrad, 60000, g).double() ** 2).sqrt()
+    assert (std > 0.9).double().mean() > 0.55 and (std < 0.1).double().mean() < 0.05  # the paper's: mostly noise
+
+
+def test_learning_rate_schedules():
+    from hsrdiff.training.settings import TrainingSettings
+
+    constant = TrainingSettings.from_dict({})
+    assert constant.learning_rate(0, 100, 1e-3) == constant.learning_rate(99, 100, 1e-3) == 1e-3
+    cosine = TrainingSettings.from_dict({"lr_schedule": {"warmup_steps": 10, "decay": "cosine", "final_learning_rate": 1e-6}})
+    rates = [cosine.learning_rate(s, 100, 1e-3) for s in range(100)]
+    assert rates[0] == 1e-4 and rates[9] == 1e-3 and abs(rates[-1] - 1e-6) < 1e-12
+    assert all(a >= b for a, b in zip(rates[9:], rates[10:]))
+    step = TrainingSettings.from_dict({"lr_schedule": {"decay": "step", "step_at": 0.8}})
+    assert step.learning_rate(79, 100, 1e-3) == 1e-3 and abs(step.learning_rate(80, 100, 1e-3) - 1e-4) < 1e-12

@@ -117,3 +117,22 @@ def test_activation_checkpointing_gives_the_same_gradients():
     model(*args).square().mean().backward()
     for a, p in zip(plain, model.parameters()):
         torch.testing.assert_close(a, p.grad)
+
+
+def test_residual_preconditioning_passes_a_noiseless_input_through_and_shapes_by_noise_level():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(6, 3, channels=8, depth=2, heads=2, window=4, preconditioning="residual",
+                                    residual_std=0.1)).eval()
+    for p in model.parameters():  # any weights: the skip, not the network, carries x_t at zero noise
+        torch.nn.init.normal_(p, std=0.1)
+    lr_hsi, hr_msi = torch.rand(1, 6, 4, 4) * 2 - 1, torch.rand(1, 3, 16, 16) * 2 - 1
+    x0 = torch.rand(1, 6, 16, 16) * 2 - 1
+    with torch.no_grad():
+        cond = model.encode(lr_hsi, hr_msi)
+        torch.testing.assert_close(model.denoise(x0, torch.ones(1), cond), x0)
+        # pure noise: the estimate does not depend on the noise sample's scale-free content via the skip
+        a = model.denoise(torch.randn(1, 6, 16, 16), torch.zeros(1), cond)
+        assert torch.isfinite(a).all()
+        # a small noise level: x0_hat is close to x_t (the skip dominates), unlike without preconditioning
+        x_t = 0.9999 * x0 + (1 - 0.9999**2) ** 0.5 * torch.randn(1, 6, 16, 16)
+        assert (model.denoise(x_t, torch.tensor([0.9999]), cond) - x0).abs().mean() < 0.1

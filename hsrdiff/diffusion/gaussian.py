@@ -28,6 +28,16 @@ def sample_noise_level(schedule: Schedule, batch: int, generator: torch.Generato
     return (sg[t] + u * (sg[t - 1] - sg[t])).float()
 
 
+def sample_noise_level_log_uniform(batch: int, std_range: tuple[float, float],
+                                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """sqrt(gamma) whose noise std sqrt(1 - gamma) is log-uniform over ``std_range`` (every decade of
+    noise equally often, the low-noise end included, where x_t says most about x0). (B,)"""
+    low, high = (float(v) for v in std_range)
+    u = torch.rand(batch, generator=generator, dtype=torch.float64)
+    std = torch.exp(torch.log(torch.tensor(low, dtype=torch.float64)) * (1 - u) + torch.log(torch.tensor(high, dtype=torch.float64)) * u)
+    return (1 - std * std).clamp_min(0).sqrt().float()
+
+
 def posterior(schedule: Schedule, x0: torch.Tensor, x_t: torch.Tensor, t: int) -> tuple[torch.Tensor, float]:
     """Mean and variance of q(x_{t-1} | x_t, x0) for the integer step t (1..T).
 

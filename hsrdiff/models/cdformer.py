@@ -46,6 +46,8 @@ class ModelConfig:
     window: int = 8
     ffn_expansion: float = 2.66
     noise_embedding_scale: float = 5000.0
+    preconditioning: str = "none"  # or "residual" (EDM's c_skip/c_out around the upsampled LR-HSI)
+    residual_std: float = 0.1
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -114,7 +116,21 @@ class Denoiser(nn.Module):
     def denoise(self, x_t: torch.Tensor, noise_level: torch.Tensor, features: Condition) -> torch.Tensor:
         h, w = features.size
         x = _pad_to_multiple(x_t, self.pad_multiple)
-        x0_hat = self._residual(x, noise_level, features) + features.lr_up
+        lr_up = features.lr_up
+        if self.config.preconditioning == "residual":
+            # x_t - g u = g (x0 - u) + s eps: the noisy residual; the linear MMSE estimate of the
+            # residual from it is c_skip times it, and the network learns what remains.
+            g = noise_level.to(x.dtype).reshape(-1, 1, 1, 1)
+            s = (1 - g * g).clamp_min(0).sqrt()
+            r = self.config.residual_std
+            d = (g * g * r * r + s * s).clamp_min(1e-12).sqrt()
+            noisy_residual = x - g * lr_up
+            x0_hat = lr_up + (g * r * r / (d * d)) * noisy_residual \
+                + (r * s / d) * self._residual(noisy_residual / d, noise_level, features)
+        elif self.config.preconditioning == "none":
+            x0_hat = self._residual(x, noise_level, features) + lr_up
+        else:
+            raise ValueError(f"unknown preconditioning '{self.config.preconditioning}'; expected none or residual")
         return x0_hat[..., :h, :w]
 
     def forward(self, x_t, noise_level, lr_hsi, hr_msi) -> torch.Tensor:

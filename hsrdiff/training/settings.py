@@ -70,6 +70,9 @@ class TrainingSettings:
     device: str
     lambda_lr: float
     lambda_msi: float
+    noise_levels: str  # wavegrad or log_uniform
+    noise_std_range: tuple[float, float]
+    lr_schedule: dict  # warmup_steps, decay, final_learning_rate, step_at
     mode: str = "diffusion"  # hsrdiff's; trained_methods set "regression" for the regression twin
 
     # What changes how a stage runs, not what it computes: not part of a checkpoint's fingerprint.
@@ -82,6 +85,9 @@ class TrainingSettings:
         values = {**schema_defaults("properties", "training"), **values}
         values.pop("stages", None)
         values.pop("loss", None)
+        values["lr_schedule"] = {**schema_defaults("properties", "training", "properties", "lr_schedule"),
+                                 **(values.get("lr_schedule") or {})}
+        values["noise_std_range"] = tuple(float(v) for v in values["noise_std_range"])
         parsed = cls(**_known(cls, {**values, "lambda_lr": loss["lambda_lr"], "lambda_msi": loss["lambda_msi"]},
                               "training settings"))
         if parsed.mode not in MODES:
@@ -92,7 +98,23 @@ class TrainingSettings:
         """The ``training`` block again (as stored in weights files and checkpoints)."""
         out = asdict(self)
         out["loss"] = {"lambda_lr": out.pop("lambda_lr"), "lambda_msi": out.pop("lambda_msi")}
+        out["noise_std_range"] = list(out["noise_std_range"])
         return out
+
+    def learning_rate(self, step: int, iterations: int, base: float) -> float:
+        """The rate of optimisation step ``step`` (0-based) of a stage of ``iterations`` steps."""
+        schedule = self.lr_schedule
+        warmup = int(schedule["warmup_steps"])
+        if step < warmup:
+            return base * (step + 1) / warmup
+        if schedule["decay"] == "cosine":
+            span = max(1, iterations - warmup - 1)
+            progress = min(1.0, (step - warmup) / span)
+            final = min(float(schedule["final_learning_rate"]), base)
+            return final + 0.5 * (base - final) * (1 + math.cos(math.pi * progress))
+        if schedule["decay"] == "step" and step >= float(schedule["step_at"]) * iterations:
+            return base * 0.1
+        return base
 
     def affecting_results(self) -> dict:
         return {k: v for k, v in self.to_dict().items() if k not in self.RUN_ONLY}

@@ -27,7 +27,15 @@ from torch.utils.data import DataLoader
 
 from hsrdiff.data.patches import PatchDataset
 from hsrdiff.degradation import PSF
-from hsrdiff.diffusion import Schedule, fusion_loss, q_sample, sample_noise_level, to_data_range, to_model_range
+from hsrdiff.diffusion import (
+    Schedule,
+    fusion_loss,
+    q_sample,
+    sample_noise_level,
+    sample_noise_level_log_uniform,
+    to_data_range,
+    to_model_range,
+)
 from hsrdiff.errors import ConfigError
 from hsrdiff.models import Denoiser, ModelConfig, build_model, load_file, save_atomic
 from hsrdiff.training import distributed
@@ -86,12 +94,15 @@ class _StepBatches:
         return self.stop - self.start
 
 
-def step_noise(seed, stage, step, schedule, shape, rank, local, mode):
+def step_noise(seed, stage, step, schedule, shape, rank, local, settings: TrainingSettings):
     """Noise level (B,) and noise (B, ...) of the global batch of ``step``, sliced to this rank."""
-    if mode == "regression":
+    if settings.mode == "regression":
         return torch.zeros(local), torch.zeros((local, *shape[1:]))
     g = torch.Generator().manual_seed(step_seed(seed, stage, step) ^ 0x5EED)
-    sqrt_gamma = sample_noise_level(schedule, shape[0], g)
+    if settings.noise_levels == "log_uniform":
+        sqrt_gamma = sample_noise_level_log_uniform(shape[0], settings.noise_std_range, g)
+    else:
+        sqrt_gamma = sample_noise_level(schedule, shape[0], g)
     eps = torch.randn(shape, generator=g)
     sl = slice(rank * local, (rank + 1) * local)
     return sqrt_gamma[sl], eps[sl]
@@ -310,7 +321,9 @@ def train_stage(
         for batch_data in loader:
             batch_data = {k: v.to(device, non_blocking=True) for k, v in batch_data.items()}
             sqrt_gamma, eps = step_noise(settings.seed, name, step, schedule, (batch, *batch_data["gt"].shape[1:]),
-                                         info.rank, local, settings.mode)
+                                         info.rank, local, settings)
+            for group in parts.optimizer.param_groups:
+                group["lr"] = settings.learning_rate(step, iterations, stage_cfg.learning_rate)
             terms = train_step(net, parts, batch_data, sqrt_gamma.to(device), eps.to(device), psf, srf_t, settings, use_bf16)
             step += 1
             parts.ema.update(parts.model, step)
