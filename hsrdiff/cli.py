@@ -185,6 +185,16 @@ def cmd_bench_train(args) -> int:
     return 0
 
 
+def cmd_probe_noise(args) -> int:
+    from hsrdiff.sampling import x0_quality_by_noise_level
+
+    rows = x0_quality_by_noise_level(args.weights, args.observations, device=args.device)
+    print("| sqrt(gamma) | noise std | x0_hat PSNR (dB) | x_t PSNR (dB) |\n|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['sqrt_gamma']} | {r['noise_std']:.3f} | {r['x0_hat_psnr']:.2f} | {r['x_t_psnr']:.2f} |")
+    return 0
+
+
 def cmd_info(args) -> int:
     from hsrdiff.io import open_h5
 
@@ -258,6 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up step")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.set_defaults(func=cmd_bench_train)
+
+    p = sub.add_parser("probe-noise", help="does a trained denoiser use its noisy input? x0_hat PSNR per noise level")
+    p.add_argument("--weights", required=True, type=Path, help="a stage's weights file")
+    p.add_argument("observations", nargs="+", type=Path, help="degraded scene files (with gt), e.g. resources/degraded/demo/test_*.h5")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.set_defaults(func=cmd_probe_noise)
 
     p = sub.add_parser("info", help="print the datasets and attributes of an HDF5 file")
     p.add_argument("file", type=Path)

@@ -97,3 +97,28 @@ def test_regression_mode_is_one_deterministic_pass(perturbed_model, observation)
     with pytest.raises(DataError, match="is not lr_hsi"):
         fuse(perturbed_model, lr[:, :8], msi, 4, mode="regression")
     assert isinstance(a, FusionResult)
+
+
+@pytest.mark.parametrize("preconditioning", ["none", "residual"])
+def test_probe_tells_a_network_that_ignores_its_noisy_input_from_one_that_uses_it(observation, tmp_path, preconditioning):
+    from hsrdiff.degradation import make_psf
+    from hsrdiff.files import write_observations
+    from hsrdiff.models import save_atomic
+    from hsrdiff.sampling import x0_quality_by_noise_level
+
+    lr, msi = observation
+    gt = F.interpolate(torch.from_numpy(lr)[None], scale_factor=4, mode="bicubic", align_corners=False)[0].numpy()
+    gt = np.clip(gt + np.random.default_rng(0).normal(0, 0.03, gt.shape), 0, 1).astype(np.float32)  # detail bicubic lacks
+    write_observations(tmp_path / "obs.h5", gt, lr, msi, make_psf({"mode": "block"}, 4), np.full((3, 6), 1 / 6, np.float32),
+                       np.arange(6.0), "a,b,c", {})
+    # untrained: the network's own output is zero, so only the preconditioning's skip can use x_t
+    mc = ModelConfig(6, 3, channels=8, depth=2, heads=2, window=8, preconditioning=preconditioning)
+    save_atomic({"model_config": mc.to_dict(), "state_dict": build_model(mc).state_dict(), "mode": "diffusion", "ratio": 4},
+                tmp_path / "w.pt")
+    rows = {r["sqrt_gamma"]: r for r in x0_quality_by_noise_level(tmp_path / "w.pt", [tmp_path / "obs.h5"], device="cpu")}
+    assert rows[0.9999]["x_t_psnr"] > rows[0.0]["x_t_psnr"] + 30
+    gain = rows[0.9999]["x0_hat_psnr"] - rows[0.0]["x0_hat_psnr"]
+    if preconditioning == "none":
+        assert abs(gain) < 1e-6  # x0_hat is the bicubic upsample whatever x_t holds
+    else:
+        assert gain > 10, rows
