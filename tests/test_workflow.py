@@ -197,6 +197,7 @@ def _job_counts(result) -> dict[str, int]:
     # a fresh directory: hsrdiff trains too, and every trained method fuses the 4 test scenes
     ("architecture", {"train_stage1": 4, "train_stage2": 4, "train_stage3": 4, "sample": 16, "evaluate": 16, "cnmf": None}),
     ("progressive", {"train_fixed": 1, "train_stage1": 1, "sample": 8, "evaluate": 8, "cnmf": None}),
+    ("recipe", {"train_stage1": 4, "train_stage2": 4, "train_stage3": 4, "sample": 16, "evaluate": 24, "cnmf": 4}),
 ])
 def test_ablation_tables_are_one_overlay_each(tmp_path, default_config, overlay, expected):
     from hsrdiff.config import deep_merge
