@@ -10,7 +10,7 @@ from snakemake.utils import validate
 from hsrdiff import paths
 from hsrdiff.config import check_renamed_keys
 from hsrdiff.data.registry import DatasetSpec
-from hsrdiff.methods import method_stages, planned_stage, stage_plan, trained_methods
+from hsrdiff.methods import method_stages, stage_plan, trained_methods
 
 
 check_renamed_keys(config)
@@ -26,10 +26,10 @@ STAGE_NAMES = list(dict.fromkeys(s["name"] for stages in METHOD_STAGES.values() 
 PATCH_SIZES = sorted(
     {str(s["patch_size"]) for stages in METHOD_STAGES.values() for s in stages}, key=lambda s: (s == "full", s.zfill(8))
 )
-# Whole-plan checks (e.g. repeated stage names) fail here, before any job runs.
-for _spec in SPECS.values():
-    for _method in TRAINED:
-        stage_plan(config, _spec.name, _spec.ratio, _method)
+# Each trained method's stage chain per dataset, laid out once (repeated stage names fail here,
+# before any job runs); the input and param functions below look stages up in it.
+PLANS = {(spec.name, method): {p.name: p for p in stage_plan(config, spec.name, spec.ratio, method)}
+         for spec in SPECS.values() for method in TRAINED}
 
 
 wildcard_constraints:
@@ -97,8 +97,7 @@ def methods_with_stage(name):
 
 
 def _planned(wildcards, name):
-    spec = spec_of(wildcards)
-    return planned_stage(config, spec.name, spec.ratio, wildcards.method, name)
+    return PLANS[wildcards.dataset, wildcards.method][name]
 
 
 def train_inputs(name):
@@ -157,7 +156,7 @@ def train_launcher(wildcards, resources):
 
 
 def final_weights(spec, method):
-    return str(stage_plan(config, spec.name, spec.ratio, method)[-1].weights)
+    return str(list(PLANS[spec.name, method].values())[-1].weights)
 
 
 def final_weights_of(wildcards):
