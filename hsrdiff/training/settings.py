@@ -80,11 +80,9 @@ class TrainingSettings:
 
     @classmethod
     def from_dict(cls, training: Mapping[str, Any]) -> "TrainingSettings":
-        values = {k: v for k, v in training.items() if k != "stages"}
-        loss = {**schema_defaults("properties", "training", "properties", "loss"), **(values.pop("loss", None) or {})}
-        values = {**schema_defaults("properties", "training"), **values}
+        values = {**schema_defaults("properties", "training"), **training}
         values.pop("stages", None)
-        values.pop("loss", None)
+        loss = {**schema_defaults("properties", "training", "properties", "loss"), **(values.pop("loss", None) or {})}
         values["lr_schedule"] = {**schema_defaults("properties", "training", "properties", "lr_schedule"),
                                  **(values.get("lr_schedule") or {})}
         values["noise_std_range"] = tuple(float(v) for v in values["noise_std_range"])
