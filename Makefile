@@ -6,7 +6,7 @@ VENV ?= .venv
 CORES ?= 2
 BIN := $(VENV)/bin
 
-.PHONY: demo test dag rulegraph lint clean-results
+.PHONY: demo test dag rulegraph lint clean-results bench-sampling
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,14 @@ rulegraph: $(BIN)/.installed
 ## lint: Snakemake's own checks of the workflow
 lint: $(BIN)/.installed
 	$(BIN)/snakemake --lint --cores 1
+
+## bench-sampling: PSNR, SAM and seconds per sampler and step count on the demo model (after `make demo`)
+bench-sampling: $(BIN)/.installed
+	$(BIN)/hsrdiff bench-sampling --weights results/demo/models/hsrdiff/stage3.pt \
+	  --regression results/demo/models/regression/stage3.pt \
+	  --csv results/bench/sampling_demo.csv --plot results/bench/sampling_demo.png resources/degraded/demo/test_*.h5
+	$(BIN)/hsrdiff bench-sampling --weights results/demo/models/hsrdiff/stage3.pt --steps 5 10 --n-samples 4 \
+	  --csv results/bench/sampling_demo_averaged.csv resources/degraded/demo/test_*.h5
 
 clean-results:
 	rm -rf results logs benchmarks

@@ -160,12 +160,14 @@ def cmd_fuse(args) -> int:
 
     config = load_config(args.config)
     sampling = dict(config["sampling"])
-    for key in ("tile", "overlap", "n_samples", "seed", "device"):
+    for key in ("sampler", "eta", "tile", "overlap", "tile_batch", "n_samples", "seed", "device"):
         if getattr(args, key) is not None:
             sampling[key] = getattr(args, key)
     schedule = dict(config["diffusion"]["sample_schedule"])
     if args.steps:
         schedule["steps"] = args.steps
+    if args.spacing:
+        schedule["spacing"] = args.spacing
     lr_hsi, hr_msi = load_cube(args.lr_hsi), load_cube(args.hr_msi)
     result = fuse_files(args.weights, lr_hsi, hr_msi, args.out, schedule, sampling,
                         provenance={"lr_hsi": args.lr_hsi, "hr_msi": args.hr_msi})
@@ -182,6 +184,21 @@ def cmd_bench_train(args) -> int:
 
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     run(args.widths, args.sizes, args.batch, args.steps, device)
+    return 0
+
+
+def cmd_bench_sampling(args) -> int:
+    from hsrdiff.bench_sampling import main as bench
+    from hsrdiff.config import load_config
+
+    config = load_config(args.config)
+    sampling = {**config["sampling"], "device": args.device}
+    if args.tile is not None:
+        sampling["tile"] = args.tile
+    from hsrdiff.diffusion import SAMPLERS
+
+    bench(args.weights, args.observations, config["diffusion"]["sample_schedule"], sampling, args.samplers or list(SAMPLERS), args.steps,
+          args.spacing, args.n_samples, args.regression, args.csv, args.plot)
     return 0
 
 
@@ -253,9 +270,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hr-msi", required=True, help="likewise, the MSI at ratio x the LR-HSI's size")
     p.add_argument("--out", required=True, type=Path, help="output HDF5 (fused, std when --n-samples > 1)")
     p.add_argument("--config", default="config/config.yaml", help="sampling defaults (default: %(default)s)")
-    p.add_argument("--steps", type=int, help="refinement steps (default: the config's)")
+    p.add_argument("--sampler", help="ancestral, ddim or dpm-solver++ (default: the config's)")
+    p.add_argument("--steps", type=int, help="refinement steps = network evaluations per sample (default: the config's)")
+    p.add_argument("--spacing", help="noise-level spacing: linear, log_snr or train (default: the config's)")
+    p.add_argument("--eta", type=float, help="DDIM's stochasticity, 0 to 1")
     p.add_argument("--tile", type=int)
     p.add_argument("--overlap", type=int)
+    p.add_argument("--tile-batch", type=int, help="tiles sent through the network together")
     p.add_argument("--n-samples", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--device")
@@ -268,6 +289,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up step")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.set_defaults(func=cmd_bench_train)
+
+    p = sub.add_parser("bench-sampling", help="PSNR, SAM, network evaluations and seconds per sampler and step count")
+    p.add_argument("--weights", required=True, type=Path, help="a diffusion stage's weights file")
+    p.add_argument("observations", nargs="+", type=Path, help="degraded test scenes (with gt), e.g. resources/degraded/demo/test_*.h5")
+    p.add_argument("--regression", type=Path, help="the regression twin's weights: its score is the reference line")
+    p.add_argument("--samplers", nargs="+", help="default: all (ancestral, ddim, dpm-solver++)")
+    p.add_argument("--steps", type=int, nargs="+", default=[1, 2, 3, 5, 10, 20, 50, 100])
+    p.add_argument("--spacing", default="log_snr",
+                   help="noise-level spacing of the compared samplers (default: %(default)s); the paper's ancestral, 100 linear steps is always measured")
+    p.add_argument("--n-samples", type=int, nargs="+", default=[1], help="samples averaged per scene (one row set each)")
+    p.add_argument("--config", default="config/config.yaml", help="sampling defaults (default: %(default)s)")
+    p.add_argument("--tile", type=int)
+    p.add_argument("--csv", type=Path, help="write the table as CSV")
+    p.add_argument("--plot", type=Path, help="write the PSNR-vs-evaluations plot (PNG)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.set_defaults(func=cmd_bench_sampling)
 
     p = sub.add_parser("probe-noise", help="does a trained denoiser use its noisy input? x0_hat PSNR per noise level")
     p.add_argument("--weights", required=True, type=Path, help="a stage's weights file")

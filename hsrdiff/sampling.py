@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from hsrdiff.diffusion import AncestralSampler, Schedule, to_data_range, to_model_range
+from hsrdiff.diffusion import AncestralSampler, Sampler, Schedule, make_sampler, sampling_levels, to_data_range, to_model_range
 from hsrdiff.errors import DataError
 from hsrdiff.files import FusionResult, write_fused
 from hsrdiff.models import Denoiser, load_weights
@@ -47,38 +47,61 @@ def blend_window(height: int, width: int) -> torch.Tensor:
 
 
 class TiledDenoiser:
-    """x0 predictions of a whole image assembled from overlapping tiles."""
+    """x0 predictions of a whole image assembled from overlapping tiles.
+
+    Tiles all have one size, so up to ``tile_batch`` of them go through the network together;
+    their conditions (the SR stream's features) are computed once, here, and reused by every step.
+    """
 
     def __init__(self, model: Denoiser, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, ratio: int,
-                 tile: int | None = None, overlap: int = 0):
+                 tile: int | None = None, overlap: int = 0, tile_batch: int = 8):
+        if tile_batch < 1:
+            raise DataError(f"sampling.tile_batch must be at least 1; got {tile_batch}")
         height, width = hr_msi.shape[-2:]
         self.model = model
         self.boxes = tile_boxes(height, width, tile, overlap, ratio)
+        self.chunks = [self.boxes[i : i + tile_batch] for i in range(0, len(self.boxes), tile_batch)]
         self.conditions = []
-        self.windows = []
-        norm = torch.zeros(height, width, device=hr_msi.device)
-        for r0, r1, c0, c1 in self.boxes:
-            lr_tile = lr_hsi[..., r0 // ratio : r1 // ratio, c0 // ratio : c1 // ratio]
-            self.conditions.append(model.encode(lr_tile, hr_msi[..., r0:r1, c0:c1]))
-            window = blend_window(r1 - r0, c1 - c0).to(hr_msi.device) if len(self.boxes) > 1 else torch.ones(r1 - r0, c1 - c0, device=hr_msi.device)
-            self.windows.append(window)
-            norm[r0:r1, c0:c1] += window
-        self.norm = norm
+        for chunk in self.chunks:
+            lr_tiles = torch.cat([lr_hsi[..., r0 // ratio : r1 // ratio, c0 // ratio : c1 // ratio] for r0, r1, c0, c1 in chunk])
+            msi_tiles = torch.cat([hr_msi[..., r0:r1, c0:c1] for r0, r1, c0, c1 in chunk])
+            self.conditions.append(model.encode(lr_tiles, msi_tiles))
+        r0, r1, c0, c1 = self.boxes[0]
+        if len(self.boxes) > 1:
+            self.window = blend_window(r1 - r0, c1 - c0).to(hr_msi.device)
+            norm = torch.zeros(height, width, device=hr_msi.device)
+            for r0, r1, c0, c1 in self.boxes:
+                norm[r0:r1, c0:c1] += self.window
+            self.norm = norm
+
+    @property
+    def evaluations(self) -> int:
+        """Network calls per denoising step."""
+        return len(self.chunks)
 
     def __call__(self, x_t: torch.Tensor, noise_level: torch.Tensor) -> torch.Tensor:
         if len(self.boxes) == 1:
             return self.model.denoise(x_t, noise_level, self.conditions[0])
+        if x_t.shape[0] != 1:
+            raise ValueError("tiled denoising takes one image at a time")
         out = torch.zeros_like(x_t)
-        for (r0, r1, c0, c1), cond, window in zip(self.boxes, self.conditions, self.windows):
-            out[..., r0:r1, c0:c1] += window * self.model.denoise(x_t[..., r0:r1, c0:c1], noise_level, cond)
+        for chunk, cond in zip(self.chunks, self.conditions):
+            tiles = torch.cat([x_t[..., r0:r1, c0:c1] for r0, r1, c0, c1 in chunk])
+            x0_tiles = self.model.denoise(tiles, noise_level.expand(len(chunk)), cond)
+            for (r0, r1, c0, c1), x0_tile in zip(chunk, x0_tiles):
+                out[0, :, r0:r1, c0:c1] += self.window * x0_tile
         return out / self.norm
 
 
 @torch.no_grad()
-def fuse(model: Denoiser, lr_hsi, hr_msi, ratio: int, schedule: Schedule | None = None, mode: str = "diffusion",
+def fuse(model: Denoiser, lr_hsi, hr_msi, ratio: int, sampler: Sampler | Schedule | None = None, mode: str = "diffusion",
          tile: int | None = None, overlap: int = 0, n_samples: int = 1, seed: int = 0,
-         device: str | torch.device = "cpu") -> FusionResult:
-    """Estimate the HR-HSI from one ``lr_hsi`` (L, h, w) and ``hr_msi`` (l, H, W) on [0, 1]."""
+         device: str | torch.device = "cpu", tile_batch: int = 8) -> FusionResult:
+    """Estimate the HR-HSI from one ``lr_hsi`` (L, h, w) and ``hr_msi`` (l, H, W) on [0, 1].
+
+    ``sampler``: any ``hsrdiff.diffusion.Sampler`` (a ``Schedule`` means the ancestral sampler on
+    its levels); unused in regression mode. Sample i starts from the seed ``seed + i``.
+    """
     import time
 
     lr = to_model_range(torch.as_tensor(np.asarray(lr_hsi), dtype=torch.float32)[None].to(device))
@@ -87,21 +110,36 @@ def fuse(model: Denoiser, lr_hsi, hr_msi, ratio: int, schedule: Schedule | None 
         raise DataError(f"hr_msi {tuple(msi.shape[1:])} is not lr_hsi {tuple(lr.shape[1:])} times the ratio {ratio}")
     model = model.to(device).eval()
     t0 = time.perf_counter()
-    x0_fn = TiledDenoiser(model, lr, msi, ratio, tile, overlap)
-    shape = (1, lr.shape[1], *msi.shape[-2:])
-    if mode == "regression":
-        samples = [x0_fn(torch.zeros(shape, device=device), torch.zeros(1, device=device))]
-    else:
-        sampler = AncestralSampler(schedule)
-        samples = []
-        for i in range(n_samples):
-            generator = torch.Generator(device=device).manual_seed(seed + i)
-            samples.append(sampler.sample(x0_fn, shape, device=device, generator=generator))
-    stack = torch.cat([to_data_range(s).clamp(0, 1) for s in samples])
-    if device != "cpu" and torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
-    std = stack.std(dim=0, unbiased=False).cpu().numpy() if len(samples) > 1 else None
-    return FusionResult(stack.mean(dim=0).cpu().numpy(), std, time.perf_counter() - t0)
+    with torch.inference_mode():
+        x0_fn = TiledDenoiser(model, lr, msi, ratio, tile, overlap, tile_batch)
+        shape = (1, lr.shape[1], *msi.shape[-2:])
+        if mode == "regression":
+            samples = [x0_fn(torch.zeros(shape, device=device), torch.zeros(1, device=device))]
+        else:
+            if sampler is None or isinstance(sampler, Schedule):
+                sampler = AncestralSampler(sampler or Schedule.from_config({"steps": 100, "beta_start": 1e-4, "beta_end": 0.1}))
+            samples = []
+            for i in range(n_samples):
+                generator = torch.Generator(device=device).manual_seed(seed + i)
+                samples.append(sampler.sample(x0_fn, shape, device=device, generator=generator))
+        stack = torch.cat([to_data_range(s).clamp(0, 1) for s in samples])
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize(device)
+        std = stack.std(dim=0, unbiased=False).cpu().numpy() if len(samples) > 1 else None
+        return FusionResult(stack.mean(dim=0).cpu().numpy(), std, time.perf_counter() - t0)
+
+
+def build_sampler(schedule_cfg: Mapping[str, Any], sampling_cfg: Mapping[str, Any],
+                  train_schedule_cfg: Mapping[str, Any] | None = None, sampler: str | None = None,
+                  steps: int | None = None) -> Sampler:
+    """The sampler of ``sampling.sampler`` (or ``sampler``) over the levels of
+    ``diffusion.sample_schedule`` (``steps`` overrides its count); ``train_schedule_cfg`` is
+    needed by the ``train`` spacing only."""
+    try:
+        levels = sampling_levels(schedule_cfg, train_schedule_cfg, steps)
+        return make_sampler(sampler or sampling_cfg.get("sampler") or "ancestral", levels, eta=float(sampling_cfg.get("eta") or 0.0))
+    except ValueError as exc:
+        raise DataError(f"sampling settings: {exc}") from exc
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -121,7 +159,9 @@ class Fuser:
         self.device = resolve_device(sampling_cfg.get("device", "auto"))
         self.model, self.blob = load_weights(weights, self.device)
         self.schedule_cfg = dict(schedule_cfg)
-        self.sampling = {k: sampling_cfg.get(k) for k in ("tile", "overlap", "n_samples", "seed")}
+        self.sampling = {k: sampling_cfg.get(k) for k in ("sampler", "eta", "tile", "overlap", "tile_batch", "n_samples", "seed")}
+        train_schedule = (self.blob.get("diffusion") or {}).get("train_schedule")
+        self.sampler = build_sampler(self.schedule_cfg, self.sampling, train_schedule)
 
     @property
     def hsi_bands(self) -> int:
@@ -143,9 +183,9 @@ class Fuser:
                 f"the inputs have {lr_hsi.shape[0]} and {hr_msi.shape[0]}"
             )
         s = self.sampling
-        return fuse(self.model, lr_hsi, hr_msi, self.ratio, Schedule.from_config(self.schedule_cfg), mode=self.blob["mode"],
+        return fuse(self.model, lr_hsi, hr_msi, self.ratio, self.sampler, mode=self.blob["mode"],
                     tile=s["tile"], overlap=int(s["overlap"] or 0), n_samples=int(s["n_samples"] or 1),
-                    seed=int(s["seed"] or 0), device=self.device)
+                    seed=int(s["seed"] or 0), device=self.device, tile_batch=int(s["tile_batch"] or 8))
 
     def provenance(self) -> dict[str, Any]:
         """Attributes of a fused file that say which weights and settings made it."""

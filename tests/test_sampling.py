@@ -122,3 +122,71 @@ def test_probe_tells_a_network_that_ignores_its_noisy_input_from_one_that_uses_i
         assert abs(gain) < 1e-6  # x0_hat is the bicubic upsample whatever x_t holds
     else:
         assert gain > 10, rows
+
+
+def test_tiles_batched_or_one_by_one_give_the_same_image(perturbed_model, observation):
+    from hsrdiff.diffusion import make_sampler, sampling_levels
+
+    lr, msi = observation
+    sampler = make_sampler("ddim", sampling_levels({"steps": 3, "spacing": "log_snr"}))
+    one = fuse(perturbed_model, lr, msi, 4, sampler, seed=1, tile=32, overlap=16, tile_batch=1).fused
+    all_ = fuse(perturbed_model, lr, msi, 4, sampler, seed=1, tile=32, overlap=16, tile_batch=9).fused
+    np.testing.assert_allclose(one, all_, atol=2e-6)
+
+
+@pytest.fixture()
+def weights_and_scene(observation, tmp_path):
+    from hsrdiff.degradation import make_psf
+    from hsrdiff.files import write_observations
+    from hsrdiff.models import save_atomic
+
+    lr, msi = observation
+    gt = F.interpolate(torch.from_numpy(lr)[None], scale_factor=4, mode="bicubic", align_corners=False)[0].numpy().clip(0, 1)
+    write_observations(tmp_path / "obs.h5", gt, lr, msi, make_psf({"mode": "block"}, 4), np.full((3, 6), 1 / 6, np.float32),
+                       np.arange(6.0), "a,b,c", {})
+    torch.manual_seed(0)
+    mc = ModelConfig(6, 3, channels=8, depth=2, heads=2, window=8)
+    model = build_model(mc)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    save_atomic({"model_config": mc.to_dict(), "state_dict": model.state_dict(), "mode": "diffusion", "ratio": 4,
+                 "diffusion": {"train_schedule": {"steps": 2000, "beta_start": 1e-6, "beta_end": 1e-2}}}, tmp_path / "w.pt")
+    return tmp_path / "w.pt", tmp_path / "obs.h5"
+
+
+@pytest.mark.parametrize("sampler,spacing", [("ancestral", "linear"), ("ddim", "train"), ("dpm-solver++", "log_snr")])
+def test_fuse_command_takes_the_sampler_steps_and_spacing(weights_and_scene, tmp_path, sampler, spacing):
+    from hsrdiff.cli import main
+    from hsrdiff.files import read_observations
+
+    weights, scene = weights_and_scene
+    out = tmp_path / f"{sampler}.h5"
+    args = ["fuse", "--weights", str(weights), "--lr-hsi", f"{scene}:lr_hsi", "--hr-msi", f"{scene}:hr_msi", "--out", str(out),
+            "--sampler", sampler, "--steps", "3", "--spacing", spacing, "--tile", "32", "--overlap", "16", "--n-samples", "2"]
+    assert main(args) == 0
+    with h5py.File(out) as fh:
+        assert fh["fused"].shape == (6, 64, 64) and fh["std"].shape == (6, 64, 64)
+        assert f'"sampler": "{sampler}"' in fh.attrs["sampling"] and f'"spacing": "{spacing}"' in fh.attrs["schedule"]
+    assert read_observations(scene).lr_hsi.shape == (6, 16, 16)
+    assert main(args[:-10] + ["--sampler", "euler"]) == 2
+
+
+def test_bench_sampling_writes_its_table_csv_and_plot(weights_and_scene, tmp_path, capsys):
+    import pandas as pd
+
+    from hsrdiff.cli import main
+
+    weights, scene = weights_and_scene
+    assert main(["bench-sampling", "--weights", str(weights), "--regression", str(weights), str(scene), "--samplers", "ddim",
+                 "dpm-solver++", "--steps", "1", "2", "--n-samples", "1", "2", "--csv", str(tmp_path / "b.csv"),
+                 "--plot", str(tmp_path / "b.png"), "--device", "cpu"]) == 0
+    table = pd.read_csv(tmp_path / "b.csv")
+    assert len(table) == 1 + 2 * 2 * 2 + 1  # the paper's reference, the grid, the regression line
+    first = table.iloc[0]
+    assert (first.sampler, first.spacing, first.steps, first.nfe) == ("ancestral", "linear", 100, 100)
+    two = table[table.n_samples == 2]
+    assert (two.nfe == two.steps * 2).all() and two.uncertainty_rank_corr.between(-1, 1).all()
+    assert table[(table.n_samples == 1) & (table.sampler != "regression")].uncertainty_rank_corr.isna().all()
+    assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| dpm-solver++ | log_snr | 2 | 2 | 4 |" in capsys.readouterr().out

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -54,3 +55,44 @@ class Schedule:
     @property
     def sqrt_gammas(self) -> torch.Tensor:
         return self.gammas.sqrt()
+
+
+SPACINGS = ("linear", "log_snr", "train")
+
+
+def sampling_levels(sample_cfg: Mapping[str, Any], train_cfg: Mapping[str, Any] | None = None,
+                    steps: int | None = None) -> torch.Tensor:
+    """The sqrt(gamma) a sampler visits, noisiest first (float64), from ``diffusion.sample_schedule``.
+
+    ``spacing``: ``linear`` (the paper's): the levels of linear betas beta_start..beta_end (or
+    explicit ``betas``) over ``steps``; its end points suit about 100 steps only, since fewer
+    linear betas never reach pure noise. ``log_snr`` (ours): ``steps`` levels evenly spaced in
+    log(gamma / (1 - gamma)) between the noise stds of ``std_range``. ``train`` (ours): ``steps``
+    of the training schedule's levels, evenly spaced in its index and always including its last
+    (noisiest) one, as diffusers' "trailing" spacing. ``steps`` overrides the config's count.
+    """
+    spacing = sample_cfg.get("spacing") or "linear"
+    count = int(steps if steps is not None else sample_cfg["steps"])
+    if count < 1:
+        raise ValueError(f"the number of sampling steps must be at least 1; got {count}")
+    if spacing == "linear":
+        return Schedule.from_config({**sample_cfg, "steps": count}).sqrt_gammas[1:].flip(0)
+    if spacing == "log_snr":
+        low, high = (float(v) for v in (sample_cfg.get("std_range") or (0.01, 0.999)))
+        if not 0 < low < high < 1:
+            raise ValueError(f"sample_schedule.std_range must satisfy 0 < low < high < 1; got {[low, high]}")
+        # log-SNR of a noise std s: log((1 - s^2) / s^2)
+        snr = lambda s: math.log((1 - s * s) / (s * s))  # noqa: E731
+        log_snr = torch.linspace(snr(high), snr(low), count, dtype=torch.float64) if count > 1 \
+            else torch.tensor([snr(high)], dtype=torch.float64)
+        return torch.sigmoid(log_snr).sqrt()
+    if spacing == "train":
+        if train_cfg is None:
+            raise ValueError("spacing 'train' needs the training schedule (diffusion.train_schedule)")
+        train = Schedule.from_config(train_cfg)
+        if count > train.steps:
+            raise ValueError(f"{count} sampling steps exceed the training schedule's {train.steps} levels")
+        index = torch.linspace(train.steps, 1, count, dtype=torch.float64).round().long() if count > 1 \
+            else torch.tensor([train.steps])
+        return train.sqrt_gammas[index]
+    raise ValueError(f"unknown sample_schedule.spacing '{spacing}'; expected one of {', '.join(SPACINGS)}")
