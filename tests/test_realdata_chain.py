@@ -39,7 +39,7 @@ def test_jasper_ridge_fusion_beats_bicubic_on_a_held_out_corner(shared_data, tmp
 
     corner = read_arrays(tmp_path / "corner.h5", "gt", "lr_hsi", "hr_msi")
     schedule = Schedule.from_config({"steps": 25, "beta_start": 1e-4, "beta_end": 0.4})
-    fused = fuse(model, corner["lr_hsi"], corner["hr_msi"], ratio=4, schedule=schedule).fused
+    fused = fuse(model, corner["lr_hsi"], corner["hr_msi"], ratio=4, sampler=schedule).fused
     floor = bicubic(corner["lr_hsi"], 4).fused
     gt = corner["gt"]
     assert psnr(fused, gt) > psnr(floor, gt), (psnr(fused, gt), psnr(floor, gt))

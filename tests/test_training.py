@@ -112,7 +112,7 @@ def test_short_demo_training_beats_bicubic_on_a_held_out_scene(demo_data, tmp_pa
     lr_hsi = torch.from_numpy(test["lr_hsi"])[None]
     bicubic = F.interpolate(lr_hsi, size=test["hr_msi"].shape[-2:], mode="bicubic", align_corners=False)[0].clamp(0, 1).numpy()
     schedule = Schedule.from_config({"steps": 25, "beta_start": 1e-4, "beta_end": 0.4})
-    fused = fuse(model, test["lr_hsi"], test["hr_msi"], ratio=4, schedule=schedule).fused
+    fused = fuse(model, test["lr_hsi"], test["hr_msi"], ratio=4, sampler=schedule).fused
     gain = _psnr(fused, test["gt"]) - _psnr(bicubic, test["gt"])
     assert gain > 1.0, gain
 
