@@ -54,7 +54,7 @@ def test_dry_run_of_the_default_config(tmp_path, default_config):
     out = result.stdout + result.stderr
     for rule, count in (("generate_demo", 1), ("prepare", 20), ("degrade", 20), ("patches", 3),
                         ("train_stage1", 2), ("train_stage2", 2), ("train_stage3", 2), ("sample", 8),
-                        ("cnmf", 4), ("bicubic", 4), ("evaluate", 16), ("aggregate", 1), ("figures", 4)):
+                        ("cnmf", 4), ("hypersharpen", 8), ("bicubic", 4), ("evaluate", 24), ("aggregate", 1), ("figures", 4)):
         assert any(line.split()[:2] == [rule, str(count)] for line in out.splitlines()), (rule, out[-2000:])
 
 
@@ -111,10 +111,10 @@ def test_data_and_training_stages_run_on_a_small_demo(tmp_path, default_config):
 
     # Evaluation: every method on every test scene, one table.
     metrics = pd.read_csv(tmp_path / "results" / "demo" / "metrics.csv")
-    assert sorted(metrics["method"].unique()) == ["bicubic", "cnmf", "hsrdiff", "regression"] and len(metrics) == 8
+    assert sorted(metrics["method"].unique()) == ["bicubic", "cnmf", "glp-hs", "gsa", "hsrdiff", "regression"] and len(metrics) == 12
     assert metrics["psnr"].between(15, 80).all() and metrics["sam"].ge(0).all()
     summary = (tmp_path / "results" / "demo" / "summary.md").read_text()
-    assert all(f"| {m} |" in summary for m in ("hsrdiff", "regression", "cnmf", "bicubic"))
+    assert all(f"| {m} |" in summary for m in ("hsrdiff", "regression", "cnmf", "gsa", "glp-hs", "bicubic"))
     with h5py.File(tmp_path / "results" / "demo" / "fused" / "hsrdiff" / "test_00.h5") as fh:
         assert fh["fused"].shape == (31, 64, 64) and len(fh.attrs["weights_sha256"]) == 64
 
@@ -172,7 +172,7 @@ def test_data_and_training_stages_run_on_a_small_demo(tmp_path, default_config):
     config["datasets"]["demo"]["psf"] = {"mode": "convolve", "sigma": 1.5}
     result = run_snakemake(tmp_path, config, "-n", "--cores", "2")
     assert _job_counts(result) == {"degrade": 5, "patches": 3, "train_s1": 2, "train_s2": 2, "train_s3": 2, "sample": 4,
-                                   "cnmf": 2, "bicubic": 2, "evaluate": 8, "aggregate": 1, "figures": 2, "all": 1}
+                                   "cnmf": 2, "hypersharpen": 4, "bicubic": 2, "evaluate": 12, "aggregate": 1, "figures": 2, "all": 1}
     # A reader setting (the scale) starts from prepare; the generated raw data stay.
     config = small_demo_config(default_config)
     config["datasets"]["demo"]["scale"] = 2.0
@@ -197,7 +197,7 @@ def _job_counts(result) -> dict[str, int]:
     # a fresh directory: hsrdiff trains too, and every trained method fuses the 4 test scenes
     ("architecture", {"train_stage1": 4, "train_stage2": 4, "train_stage3": 4, "sample": 16, "evaluate": 16, "cnmf": None}),
     ("progressive", {"train_fixed": 1, "train_stage1": 1, "sample": 8, "evaluate": 8, "cnmf": None}),
-    ("recipe", {"train_stage1": 4, "train_stage2": 4, "train_stage3": 4, "sample": 16, "evaluate": 24, "cnmf": 4}),
+    ("recipe", {"train_stage1": 4, "train_stage2": 4, "train_stage3": 4, "sample": 16, "evaluate": 32, "cnmf": 4, "hypersharpen": 8}),
 ])
 def test_ablation_tables_are_one_overlay_each(tmp_path, default_config, overlay, expected):
     from hsrdiff.config import deep_merge

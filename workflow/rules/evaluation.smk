@@ -66,6 +66,26 @@ rule cnmf:
         "../scripts/cnmf.py"
 
 
+rule hypersharpen:
+    input:
+        observations=paths.DEGRADED,
+    output:
+        fused=paths.FUSED,
+    conda:
+        "../envs/hsrdiff.yaml"
+    log:
+        "logs/hypersharpen/{dataset}/{method}/{scene}.log",
+    benchmark:
+        "benchmarks/hypersharpen/{dataset}/{method}/{scene}.tsv"
+    wildcard_constraints:
+        method="gsa|glp-hs",
+    resources:
+        mem_mb=4000,
+        runtime="10m",
+    script:
+        "../scripts/hypersharpen.py"
+
+
 rule evaluate:
     input:
         fused=paths.FUSED,
