@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
@@ -48,6 +49,11 @@ class ModelConfig:
     noise_embedding_scale: float = 5000.0
     preconditioning: str = "none"  # or "residual" (EDM's c_skip/c_out around the upsampled LR-HSI)
     residual_std: float = 0.1
+    # What the network's residual is added to: the bicubic-upsampled LR-HSI, or the GLP-HS fusion
+    # of the two observations (which needs the PSF of the training data, kept here so that a
+    # weights file alone rebuilds the network: {kernel, ratio, mode, offset}).
+    base: str = "bicubic"
+    base_psf: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -106,9 +112,25 @@ class Denoiser(nn.Module):
             return torch.utils.checkpoint.checkpoint(layer, *args, use_reentrant=False)
         return layer(*args)
 
+    def _base(self, lr_hsi: torch.Tensor, hr_msi: torch.Tensor) -> torch.Tensor:
+        """The image the residual is added to, on the model's [-1, 1] scale."""
+        if self.config.base == "bicubic":
+            return F.interpolate(lr_hsi, size=tuple(hr_msi.shape[-2:]), mode="bicubic", align_corners=False)
+        if self.config.base == "glp-hs":
+            from hsrdiff.baselines import glp_hs_batch
+            from hsrdiff.degradation import PSF
+
+            if not self.config.base_psf:
+                raise ValueError("model.base glp-hs needs base_psf (the trainer sets it from the patch file's PSF)")
+            if getattr(self, "_psf", None) is None:
+                p = self.config.base_psf
+                self._psf = PSF(np.asarray(p["kernel"], dtype=np.float64), int(p["ratio"]), p["mode"], p.get("offset"))
+            return glp_hs_batch((lr_hsi + 1) * 0.5, (hr_msi + 1) * 0.5, self._psf) * 2 - 1
+        raise ValueError(f"unknown model base '{self.config.base}'; expected bicubic or glp-hs")
+
     def encode(self, lr_hsi: torch.Tensor, hr_msi: torch.Tensor) -> Condition:
         size = tuple(hr_msi.shape[-2:])
-        lr_up = F.interpolate(lr_hsi, size=size, mode="bicubic", align_corners=False)
+        lr_up = self._base(lr_hsi, hr_msi)
         lr_up = _pad_to_multiple(lr_up, self.pad_multiple)
         inputs = torch.cat([lr_up, _pad_to_multiple(hr_msi, self.pad_multiple)], dim=1)
         return Condition(lr_up, inputs, self._features(inputs), size)
