@@ -6,7 +6,7 @@ VENV ?= .venv
 CORES ?= 2
 BIN := $(VENV)/bin
 
-.PHONY: demo test dag rulegraph lint clean-results bench-sampling
+.PHONY: demo test dag rulegraph lint clean-results bench-sampling bench-cave
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ rulegraph: $(BIN)/.installed
 ## lint: Snakemake's own checks of the workflow
 lint: $(BIN)/.installed
 	$(BIN)/snakemake --lint --cores 1
+
+## bench-cave: the paper's CAVE x32 protocol from ../shared/data/cave on 2 CPU cores (about an hour; docs/benchmarks.md)
+bench-cave: $(BIN)/.installed
+	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml config/bench/cave.yaml all
 
 ## bench-sampling: PSNR, SAM and seconds per sampler and step count on the demo model (after `make demo`)
 bench-sampling: $(BIN)/.installed

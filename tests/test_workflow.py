@@ -257,3 +257,22 @@ def test_multi_node_training_without_tasks_per_node_is_a_clear_error(tmp_path, d
     assert result.returncode != 0
     assert "an `mpi` training job needs `tasks_per_node`" in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_the_cave_benchmark_plans_the_whole_protocol(tmp_path, default_config):
+    """config/bench/cave.yaml (make bench-cave): the 32 CAVE scenes through every stage, two
+    networks of one stage each, every method on the 12 test scenes. The CAVE folder is the shared
+    copy when present, else an empty stand-in (a dry run reads no data)."""
+    from hsrdiff.config import deep_merge
+
+    with open(REPO / "config" / "bench" / "cave.yaml") as fh:
+        config = deep_merge(default_config, yaml.safe_load(fh))
+    cave = (REPO / config["datasets"]["cave"]["source"]["path"]).resolve()
+    if not cave.is_dir():
+        cave = tmp_path / "cave"
+        cave.mkdir()
+    config["datasets"]["cave"]["source"]["path"] = str(cave)
+    result = run_snakemake(tmp_path / "run", config, "-n", "--cores", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert _job_counts(result) == {"prepare": 32, "degrade": 32, "patches": 1, "train_stage1": 2, "sample": 24, "cnmf": 12,
+                                   "hypersharpen": 24, "bicubic": 12, "evaluate": 72, "aggregate": 1, "figures": 12, "all": 1}
