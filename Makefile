@@ -42,7 +42,7 @@ lint: $(BIN)/.installed
 
 ## bench-cave: the paper's CAVE x32 protocol from ../shared/data/cave on 2 CPU cores (about an hour; docs/benchmarks.md)
 bench-cave: $(BIN)/.installed
-	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml config/bench/cave.yaml all
+	$(BIN)/snakemake --cores $(CORES) all --configfile config/config.yaml config/bench/cave.yaml
 
 ## bench-sampling: PSNR, SAM and seconds per sampler and step count on the demo model (after `make demo`)
 bench-sampling: $(BIN)/.installed
