@@ -131,30 +131,26 @@ def cmd_train(args) -> int:
     return 0
 
 
-def load_cube(spec: str):
-    """An array from ``file.npy``, ``file.h5:dataset`` or ``file.mat:variable``, as (bands, H, W)."""
-    import numpy as np
+def check_output_path(out: Path, inputs) -> None:
+    """Refuse, before any work, an output that would overwrite an input or cannot be written."""
+    import os
 
-    from hsrdiff.io import open_h5, require
-
-    path, _, key = spec.partition(":")
-    if path.endswith(".npy"):
-        return np.load(path).astype(np.float32)
-    if not key:
-        raise HsrdiffError(f"{spec}: name the variable or dataset as FILE:NAME")
-    if path.endswith(".mat"):
-        import scipy.io
-
-        data = scipy.io.loadmat(path, variable_names=[key])
-        if key not in data:
-            raise HsrdiffError(f"{path}: no variable '{key}'")
-        return np.asarray(data[key], dtype=np.float32)
-    with open_h5(path) as fh:
-        return require(fh, key, ndim=3)[()].astype(np.float32)
+    out = Path(out)
+    for path in inputs:
+        if Path(path).exists() and (out.resolve() == Path(path).resolve() or (out.exists() and os.path.samefile(out, path))):
+            raise HsrdiffError(f"--out {out} is the input {path}; writing it would destroy the input: choose another path")
+    parent = out.resolve().parent
+    if not parent.is_dir():
+        raise HsrdiffError(f"--out {out}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise HsrdiffError(f"--out {out}: the folder {parent} is not writable")
+    if out.is_dir():
+        raise HsrdiffError(f"--out {out} is a folder; give a file name (an HDF5 file)")
 
 
 def cmd_fuse(args) -> int:
     from hsrdiff.config import load_config
+    from hsrdiff.data.readers import read_cube, split_cube_spec
     from hsrdiff.provenance import stamp
     from hsrdiff.sampling import fuse_files
 
@@ -168,10 +164,11 @@ def cmd_fuse(args) -> int:
         schedule["steps"] = args.steps
     if args.spacing:
         schedule["spacing"] = args.spacing
-    lr_hsi, hr_msi = load_cube(args.lr_hsi), load_cube(args.hr_msi)
+    inputs = [args.weights] + [split_cube_spec(spec)[0] for spec in (args.lr_hsi, args.hr_msi)]
+    check_output_path(args.out, inputs)
+    lr_hsi, hr_msi = read_cube(args.lr_hsi, args.scale), read_cube(args.hr_msi, args.scale)
     result = fuse_files(args.weights, lr_hsi, hr_msi, args.out, schedule, sampling,
                         provenance={"lr_hsi": args.lr_hsi, "hr_msi": args.hr_msi})
-    inputs = [args.weights] + [spec.partition(":")[0] for spec in (args.lr_hsi, args.hr_msi)]
     stamp([args.out], "hsrdiff fuse", inputs, {"schedule": schedule, "sampling": sampling})
     log.info("fused %s -> %s in %.1f s", args.lr_hsi, args.out, result.seconds)
     return 0
@@ -266,9 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fuse", help="fuse your own LR-HSI and HR-MSI (bands, H, W) with a trained weights file")
     p.add_argument("--weights", required=True, type=Path, help="a stage's weights file (results/<dataset>/models/<stage>.pt)")
-    p.add_argument("--lr-hsi", required=True, help="file.npy, file.h5:dataset or file.mat:variable, values on [0, 1]")
+    p.add_argument("--lr-hsi", required=True, help="(bands, h, w): file.npy, file.tif, or file.{h5,mat,npz}:name; values on [0, 1] (integers: --scale)")
     p.add_argument("--hr-msi", required=True, help="likewise, the MSI at ratio x the LR-HSI's size")
     p.add_argument("--out", required=True, type=Path, help="output HDF5 (fused, std when --n-samples > 1)")
+    p.add_argument("--scale", help="divide integer inputs by their type's maximum ('dtype') or by a number")
     p.add_argument("--config", default="config/config.yaml", help="sampling defaults (default: %(default)s)")
     p.add_argument("--sampler", help="ancestral, ddim or dpm-solver++ (default: the config's)")
     p.add_argument("--steps", type=int, help="refinement steps = network evaluations per sample (default: the config's)")

@@ -21,6 +21,10 @@ from hsrdiff.models import Denoiser, load_weights
 from hsrdiff.provenance import describe
 
 
+# How far outside [0, 1] an input may stray (sensor noise, simulated noise) before it is refused.
+INPUT_TOLERANCE = 0.05
+
+
 def tile_boxes(height: int, width: int, tile: int | None, overlap: int, ratio: int) -> list[tuple[int, int, int, int]]:
     """(row0, row1, col0, col1) of overlapping tiles covering the image; edges are multiples of ``ratio``."""
     if tile is None or (height <= tile and width <= tile):
@@ -175,13 +179,33 @@ class Fuser:
     def ratio(self) -> int:
         return int(self.blob["ratio"])
 
+    def check(self, lr_hsi: np.ndarray, hr_msi: np.ndarray, names: tuple[str, str] = ("lr_hsi", "hr_msi")) -> None:
+        """Refuse inputs this model cannot fuse, with a message that names them and says why."""
+        expected = {names[0]: self.hsi_bands, names[1]: self.msi_bands}
+        for (name, bands), arr in zip(expected.items(), (lr_hsi, hr_msi)):
+            if arr.ndim != 3:
+                raise DataError(f"{name}: shape {arr.shape}; expected 3 axes (bands, H, W)")
+            if arr.shape[0] != bands:
+                hint = f"; it looks like (H, W, bands): transpose it to (bands, H, W)" if arr.shape[-1] == bands else ""
+                raise DataError(f"{name}: shape {arr.shape}, {arr.shape[0]} bands first; the model {self.weights.name} "
+                                f"fuses (bands, H, W) cubes of {bands} bands{hint}")
+            finite = np.isfinite(arr)
+            if not finite.all():
+                first = tuple(int(i) for i in np.argwhere(~finite)[0])
+                raise DataError(f"{name}: {int((~finite).sum())} NaN or infinite values (the first at {first}); "
+                                "fusion needs finite values")
+            low, high = float(arr.min()), float(arr.max())
+            if low < -INPUT_TOLERANCE or high > 1 + INPUT_TOLERANCE:
+                raise DataError(f"{name}: values from {low:.4g} to {high:.4g}; expected reflectance-like values on [0, 1] "
+                                "(scale the data first; hsrdiff fuse --scale divides integer data)")
+        h, w = lr_hsi.shape[1:]
+        if hr_msi.shape[1:] != (h * self.ratio, w * self.ratio):
+            raise DataError(f"{names[1]}: {hr_msi.shape[1]}x{hr_msi.shape[2]} pixels; the model's ratio is {self.ratio}, "
+                            f"so {names[0]} of {h}x{w} needs {h * self.ratio}x{w * self.ratio}")
+
     def __call__(self, lr_hsi: np.ndarray, hr_msi: np.ndarray) -> FusionResult:
         """Fuse ``lr_hsi`` (L, h, w) and ``hr_msi`` (l, h * ratio, w * ratio) on [0, 1]."""
-        if lr_hsi.shape[0] != self.hsi_bands or hr_msi.shape[0] != self.msi_bands:
-            raise DataError(
-                f"{self.weights}: the model fuses {self.hsi_bands} HSI and {self.msi_bands} MSI bands; "
-                f"the inputs have {lr_hsi.shape[0]} and {hr_msi.shape[0]}"
-            )
+        self.check(lr_hsi, hr_msi)
         s = self.sampling
         return fuse(self.model, lr_hsi, hr_msi, self.ratio, self.sampler, mode=self.blob["mode"],
                     tile=s["tile"], overlap=int(s["overlap"] or 0), n_samples=int(s["n_samples"] or 1),
@@ -200,6 +224,8 @@ def fuse_files(weights: str | Path, lr_hsi: np.ndarray, hr_msi: np.ndarray, out:
     """Load a weights file, fuse one scene and write it with its provenance."""
     fuser = Fuser(weights, schedule_cfg, sampling_cfg)
     result = fuser(lr_hsi, hr_msi)
+    if not np.isfinite(result.fused).all() or (result.std is not None and not np.isfinite(result.std).all()):
+        raise DataError(f"{weights}: the fusion of {out} holds NaN or infinite values (the weights may be corrupt); nothing written")
     write_fused(out, result, wavelengths, {"method": "hsrdiff", **fuser.provenance(), **(provenance or {})})
     return result
 

@@ -275,3 +275,64 @@ def _read_variable(path: Path, name: str, reader: str) -> np.ndarray:
         finally:
             dset.file.close()
     raise ConfigError(f"{path}: wavelengths from a variable need reader 'mat' or 'hdf5', not '{reader}'")
+
+
+CUBE_SUFFIXES = {".npy": "npy", ".npz": "npz", ".mat": "mat", ".h5": "hdf5", ".hdf5": "hdf5", ".he5": "hdf5",
+                 ".tif": "tiff", ".tiff": "tiff"}
+
+
+def split_cube_spec(spec: str) -> tuple[Path, str | None]:
+    """``file`` or ``file:name`` -> (path, name). The name follows the last colon, so that paths
+    holding colons (``C:/data/x.h5:cube``) split where the file name ends."""
+    head, sep, tail = str(spec).rpartition(":")
+    if sep and Path(head).suffix.lower() in CUBE_SUFFIXES and "/" not in tail and "\\" not in tail:
+        return Path(head), tail
+    return Path(spec), None
+
+
+def read_cube(spec: str, scale: str | float | None = None) -> np.ndarray:
+    """A user's cube for fusion: ``file.npy``, ``file.tif``, or ``file.{h5,mat,npz}:name``, as the
+    software that wrote it shows it, which must be (bands, H, W); float data as stored, integer
+    data divided by ``scale`` ("dtype": the type's maximum, or a number). float32."""
+    path, name = split_cube_spec(spec)
+    reader = CUBE_SUFFIXES.get(path.suffix.lower())
+    if reader is None:
+        raise DataError(f"{spec}: unknown file type '{path.suffix}'; expected one of {', '.join(sorted(CUBE_SUFFIXES))}")
+    if not path.is_file():
+        raise DataError(f"{spec}: file not found: {path}")
+    if reader in ("mat", "hdf5", "npz") and not name:
+        raise DataError(f"{spec}: name the variable or dataset as {path}:NAME")
+    if reader == "npz":
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if name not in data:
+                    raise DataError(f"{path}: no array '{name}'; the file has: {', '.join(data.files)}")
+                arr = data[name]
+        except (ValueError, OSError) as exc:
+            raise DataError(f"{path}: not a readable .npz file ({exc})") from exc
+    else:
+        arr, stored_axes = _open_array(path, reader, name, {"axis_order": "bhw"})
+        if isinstance(arr, h5py.Dataset):
+            dset = arr
+            try:
+                arr = dset[()]
+            finally:
+                dset.file.close()
+        arr = np.asarray(arr)
+        if stored_axes != "bhw":  # MATLAB v7.3: back to the axes MATLAB shows
+            arr = arr.transpose(*reversed(range(arr.ndim)))
+    if arr.ndim != 3:
+        raise DataError(f"{spec}: a cube of shape {arr.shape}; expected 3 axes (bands, H, W)")
+    if np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool:
+        if scale is None:
+            top = np.iinfo(arr.dtype).max if arr.dtype != bool else 1
+            raise DataError(f"{spec}: integer data ({arr.dtype}, largest value {arr.max()}); fusion works on [0, 1]: "
+                            f"pass --scale dtype to divide by {top}, or --scale N to divide by N")
+        divisor = (np.iinfo(arr.dtype).max if arr.dtype != bool else 1) if scale == "dtype" else float(scale)
+    elif not np.issubdtype(arr.dtype, np.floating):
+        raise DataError(f"{spec}: data of type {arr.dtype}; expected numbers")
+    else:
+        divisor = 1.0 if scale in (None, "dtype") else float(scale)
+    if not divisor > 0:
+        raise DataError(f"{spec}: --scale must be positive; got {scale}")
+    return (arr.astype(np.float64) / divisor).astype(np.float32)
