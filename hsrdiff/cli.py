@@ -81,7 +81,7 @@ def cmd_patches(args) -> int:
     from hsrdiff.data.patches import extract_patches
 
     config, spec = _spec(args)
-    size = args.patch_size if args.patch_size == "full" else int(args.patch_size)
+    size = args.patch_size
     inputs = args.inputs or [spec.degraded_path(s) for s in spec.train_scenes]
     extract_patches(inputs, size, args.out or spec.patches_path(size), **_patch_options(config))
     return 0
@@ -175,11 +175,10 @@ def cmd_fuse(args) -> int:
 
 
 def cmd_bench_train(args) -> int:
-    import torch
-
     from hsrdiff.bench import run
+    from hsrdiff.sampling import resolve_device
 
-    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(args.device)
     run(args.widths, args.sizes, args.batch, args.steps, device)
     return 0
 
@@ -219,6 +218,23 @@ def cmd_info(args) -> int:
     return 0
 
 
+def _count(minimum: int):
+    """An argparse type: an integer of at least ``minimum``, refused with the value otherwise."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}")
+        return value
+    return parse
+
+
+def _patch_size(text: str) -> int | str:
+    return text if text == "full" else _count(1)(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hsrdiff", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -245,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = stage("degrade", cmd_degrade, "simulate lr_hsi and hr_msi from a prepared scene", scene=True)
     p.add_argument("--input", type=Path, help="prepared scene file (default: the workflow's path)")
     p = stage("patches", cmd_patches, "cut training patches for one patch size")
-    p.add_argument("--patch-size", required=True, help="patch side in pixels, or 'full'")
+    p.add_argument("--patch-size", required=True, type=_patch_size, help="patch side in pixels, or 'full'")
     p.add_argument("--inputs", nargs="*", type=Path, help="degraded training scenes (default: the workflow's paths)")
 
     p = sub.add_parser("train", help="train one stage of the progressive schedule (resumes from its checkpoints)")
@@ -269,22 +285,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", help="divide integer inputs by their type's maximum ('dtype') or by a number")
     p.add_argument("--config", default="config/config.yaml", help="sampling defaults (default: %(default)s)")
     p.add_argument("--sampler", help="ancestral, ddim or dpm-solver++ (default: the config's)")
-    p.add_argument("--steps", type=int, help="refinement steps = network evaluations per sample (default: the config's)")
+    p.add_argument("--steps", type=_count(1), help="refinement steps = network evaluations per sample (default: the config's)")
     p.add_argument("--spacing", help="noise-level spacing: linear, log_snr or train (default: the config's)")
     p.add_argument("--eta", type=float, help="DDIM's stochasticity, 0 to 1")
-    p.add_argument("--tile", type=int)
-    p.add_argument("--overlap", type=int)
-    p.add_argument("--tile-batch", type=int, help="tiles sent through the network together")
-    p.add_argument("--n-samples", type=int)
+    p.add_argument("--tile", type=_count(8))
+    p.add_argument("--overlap", type=_count(0))
+    p.add_argument("--tile-batch", type=_count(1), help="tiles sent through the network together")
+    p.add_argument("--n-samples", type=_count(1))
     p.add_argument("--seed", type=int)
     p.add_argument("--device")
     p.set_defaults(func=cmd_fuse)
 
     p = sub.add_parser("bench-train", help="print training patches/s and peak memory per width and patch size")
-    p.add_argument("--widths", type=int, nargs="+", default=[32, 256], help="channel widths (demo 32, paper 256)")
-    p.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128], help="patch sizes")
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up step")
+    p.add_argument("--widths", type=_count(1), nargs="+", default=[32, 256], help="channel widths (demo 32, paper 256)")
+    p.add_argument("--sizes", type=_count(8), nargs="+", default=[32, 64, 128], help="patch sizes")
+    p.add_argument("--batch", type=_count(1), default=4)
+    p.add_argument("--steps", type=_count(1), default=3, help="timed steps after one warm-up step")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.set_defaults(func=cmd_bench_train)
 
@@ -293,12 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("observations", nargs="+", type=Path, help="degraded test scenes (with gt), e.g. resources/degraded/demo/test_*.h5")
     p.add_argument("--regression", type=Path, help="the regression twin's weights: its score is the reference line")
     p.add_argument("--samplers", nargs="+", help="default: all (ancestral, ddim, dpm-solver++)")
-    p.add_argument("--steps", type=int, nargs="+", default=[1, 2, 3, 5, 10, 20, 50, 100])
+    p.add_argument("--steps", type=_count(1), nargs="+", default=[1, 2, 3, 5, 10, 20, 50, 100])
     p.add_argument("--spacing", default="log_snr",
                    help="noise-level spacing of the compared samplers (default: %(default)s); the paper's ancestral, 100 linear steps is always measured")
-    p.add_argument("--n-samples", type=int, nargs="+", default=[1], help="samples averaged per scene (one row set each)")
+    p.add_argument("--n-samples", type=_count(1), nargs="+", default=[1], help="samples averaged per scene (one row set each)")
     p.add_argument("--config", default="config/config.yaml", help="sampling defaults (default: %(default)s)")
-    p.add_argument("--tile", type=int)
+    p.add_argument("--tile", type=_count(8))
     p.add_argument("--csv", type=Path, help="write the table as CSV")
     p.add_argument("--plot", type=Path, help="write the PSNR-vs-evaluations plot (PNG)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")

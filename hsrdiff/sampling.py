@@ -147,7 +147,18 @@ def build_sampler(schedule_cfg: Mapping[str, Any], sampling_cfg: Mapping[str, An
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
+    """auto (CUDA when present), cpu, or cuda[:N], refused with a message when absent."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise DataError(f"device '{name}': expected auto, cpu or cuda[:N]") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DataError(f"device '{name}': this PyTorch build or machine has no CUDA device; use --device cpu or auto")
+    if device.type not in ("cpu", "cuda"):
+        raise DataError(f"device '{name}': expected auto, cpu or cuda[:N]")
+    return device
 
 
 class Fuser:

@@ -185,3 +185,33 @@ def test_a_fusion_that_yields_nan_writes_nothing(files, monkeypatch):
         fuse_files(files / "w.pt", np.load(files / "lr.npy"), np.load(files / "msi.npy"), files / "nan.h5",
                    {"steps": 2, "spacing": "log_snr"}, {})
     assert not (files / "nan.h5").exists()
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["fuse", "--steps", "0"], "argument --steps: 0 is below 1"),
+    (["fuse", "--n-samples", "0"], "argument --n-samples: 0 is below 1"),
+    (["fuse", "--tile", "-8"], "argument --tile: -8 is below 8"),
+    (["fuse", "--tile-batch", "0"], "argument --tile-batch: 0 is below 1"),
+    (["fuse", "--overlap", "x"], "argument --overlap: 'x' is not an integer"),
+    (["patches", "--dataset", "demo", "--patch-size", "0"], "argument --patch-size: 0 is below 1"),
+    (["bench-train", "--batch", "0"], "argument --batch: 0 is below 1"),
+    (["bench-train", "--widths", "0"], "argument --widths: 0 is below 1"),
+    (["bench-sampling", "--weights", "w.pt", "x.h5", "--steps", "0"], "argument --steps: 0 is below 1"),
+])
+def test_numeric_options_out_of_range_stop_at_the_command_line(files, capsys, argv, fragment):
+    if argv[0] == "fuse":
+        argv = argv[:1] + ["--weights", "w.pt", "--lr-hsi", "a.npy", "--hr-msi", "b.npy", "--out", "o.h5"] + argv[1:]
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2 and fragment in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("device,fragment", [("cuda", "has no CUDA device"), ("tpu", "expected auto, cpu or cuda[:N]")])
+def test_an_absent_device_is_a_message_not_an_assertion(files, capfd, device, fragment):
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    before = {p.name: digest(p) for p in files.iterdir() if p.is_file()}
+    assert fuse(files, "--device", device) == 2
+    err = capfd.readouterr().err
+    assert fragment in err and "Traceback" not in err
+    assert {p.name: digest(p) for p in files.iterdir() if p.is_file()} == before
