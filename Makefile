@@ -40,7 +40,7 @@ rulegraph: $(BIN)/.installed
 lint: $(BIN)/.installed
 	$(BIN)/snakemake --lint --cores 1
 
-## bench-cave: the paper's CAVE x32 protocol from ../shared/data/cave on 2 CPU cores (about an hour; docs/benchmarks.md)
+## bench-cave: the paper's CAVE x32 protocol from ../shared/data/cave on 2 CPU cores (within 90 minutes; docs/performance.md)
 bench-cave: $(BIN)/.installed
 	$(BIN)/snakemake --cores $(CORES) all --configfile config/config.yaml config/bench/cave.yaml
 
