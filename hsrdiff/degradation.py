@@ -56,6 +56,15 @@ class PSF:
         if self.mode == "convolve" and self.offset is not None and not 0 <= self.offset < self.ratio:
             raise DataError(f"PSF offset must lie in [0, ratio={self.ratio}), got {self.offset}")
 
+    def to_dict(self) -> dict:
+        """Plain values (a weights file keeps the training data's PSF this way)."""
+        return {"kernel": np.asarray(self.kernel, dtype=np.float64).tolist(), "ratio": self.ratio, "mode": self.mode,
+                "offset": self.offset}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "PSF":
+        return cls(np.asarray(data["kernel"], dtype=np.float64), int(data["ratio"]), data["mode"], data.get("offset"))
+
     @property
     def padding(self) -> tuple[int, int]:
         """HR pixels of reflect padding before (and after) each axis, for mode convolve."""

@@ -323,12 +323,13 @@ def read_cube(spec: str, scale: str | float | None = None) -> np.ndarray:
             arr = arr.transpose(*reversed(range(arr.ndim)))
     if arr.ndim != 3:
         raise DataError(f"{spec}: a cube of shape {arr.shape}; expected 3 axes (bands, H, W)")
-    if np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool:
+    if np.issubdtype(arr.dtype, np.integer):
+        from hsrdiff.data.prepare import scale_factor  # prepare imports this module
+
         if scale is None:
-            top = np.iinfo(arr.dtype).max if arr.dtype != bool else 1
             raise DataError(f"{spec}: integer data ({arr.dtype}, largest value {arr.max()}); fusion works on [0, 1]: "
-                            f"pass --scale dtype to divide by {top}, or --scale N to divide by N")
-        divisor = (np.iinfo(arr.dtype).max if arr.dtype != bool else 1) if scale == "dtype" else float(scale)
+                            f"pass --scale dtype to divide by {np.iinfo(arr.dtype).max}, or --scale N to divide by N")
+        divisor = scale_factor(scale, arr, float(arr.max()), Path(spec))
     elif not np.issubdtype(arr.dtype, np.floating):
         raise DataError(f"{spec}: data of type {arr.dtype}; expected numbers")
     else:

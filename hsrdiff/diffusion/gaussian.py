@@ -38,16 +38,22 @@ def sample_noise_level_log_uniform(batch: int, std_range: tuple[float, float],
     return (1 - std * std).clamp_min(0).sqrt().float()
 
 
-def posterior(schedule: Schedule, x0: torch.Tensor, x_t: torch.Tensor, t: int) -> tuple[torch.Tensor, float]:
-    """Mean and variance of q(x_{t-1} | x_t, x0) for the integer step t (1..T).
+def posterior_between(x0: torch.Tensor, x_t: torch.Tensor, sqrt_gamma_t: float, sqrt_gamma_prev: float) -> tuple[torch.Tensor, float]:
+    """Mean and variance of q(x_prev | x_t, x0) between any two noise levels (sqrt_gamma_prev > sqrt_gamma_t).
 
-    mean = sqrt(g_{t-1}) b_t / (1 - g_t) x0 + sqrt(a_t) (1 - g_{t-1}) / (1 - g_t) x_t,
-    var  = (1 - g_{t-1}) b_t / (1 - g_t).
+    With a = g_t / g_prev and b = 1 - a:
+    mean = sqrt(g_prev) b / (1 - g_t) x0 + sqrt(a) (1 - g_prev) / (1 - g_t) x_t,
+    var  = (1 - g_prev) b / (1 - g_t).
     """
-    g, b = schedule.gammas, schedule.betas
-    g_t, g_prev, b_t = g[t].item(), g[t - 1].item(), b[t - 1].item()
-    a_t = 1.0 - b_t
-    c0 = g_prev**0.5 * b_t / (1.0 - g_t)
-    ct = a_t**0.5 * (1.0 - g_prev) / (1.0 - g_t)
-    var = (1.0 - g_prev) * b_t / (1.0 - g_t)
-    return c0 * x0 + ct * x_t, var
+    g_t, g_prev = sqrt_gamma_t**2, sqrt_gamma_prev**2
+    a = g_t / g_prev
+    b = 1.0 - a
+    c0 = sqrt_gamma_prev * b / (1.0 - g_t)
+    ct = a**0.5 * (1.0 - g_prev) / (1.0 - g_t)
+    return c0 * x0 + ct * x_t, (1.0 - g_prev) * b / (1.0 - g_t)
+
+
+def posterior(schedule: Schedule, x0: torch.Tensor, x_t: torch.Tensor, t: int) -> tuple[torch.Tensor, float]:
+    """Mean and variance of q(x_{t-1} | x_t, x0) for the integer step t (1..T) of ``schedule``."""
+    sg = schedule.sqrt_gammas
+    return posterior_between(x0, x_t, sg[t].item(), sg[t - 1].item())

@@ -23,6 +23,7 @@ from typing import Callable
 
 import torch
 
+from hsrdiff.diffusion.gaussian import posterior_between
 from hsrdiff.diffusion.schedules import Schedule
 
 # A denoiser step: (x_t, sqrt_gamma (B,)) -> x0_hat
@@ -85,28 +86,15 @@ class Sampler:
 
 
 class AncestralSampler(Sampler):
-    """x_prev = posterior mean + sqrt(var) z between consecutive levels (no noise on the last step):
-
-    with a = gamma_t / gamma_prev and b = 1 - a,
-    mean = sqrt(g_prev) b / (1 - g_t) x0 + sqrt(a) (1 - g_prev) / (1 - g_t) x_t,
-    var  = (1 - g_prev) b / (1 - g_t). On the paper's schedule it is METHOD.md §2 exactly.
-    """
+    """x_prev = the posterior mean q(x_prev | x_t, x0_hat) between consecutive levels + sqrt(var) z,
+    no noise on the last step. On the paper's schedule it is METHOD.md §2 exactly."""
 
     name = "ancestral"
 
-    @property
-    def timesteps(self) -> list[int]:
-        return list(range(self.steps, 0, -1))
-
     def step(self, x0_hat, i, x_t, generator=None):
-        sg_t, sg_prev = self._ends(i)
-        g_t, g_prev = sg_t**2, sg_prev**2
-        a = g_t / g_prev
-        b = 1.0 - a
-        mean = (sg_prev * b / (1.0 - g_t)) * x0_hat + (math.sqrt(a) * (1.0 - g_prev) / (1.0 - g_t)) * x_t
+        mean, var = posterior_between(x0_hat, x_t, *self._ends(i))
         if i + 1 == self.steps:
             return mean
-        var = (1.0 - g_prev) * b / (1.0 - g_t)
         return mean + math.sqrt(var) * _randn_like(x_t, generator)
 
 

@@ -83,16 +83,12 @@ def sampling_levels(sample_cfg: Mapping[str, Any], train_cfg: Mapping[str, Any] 
             raise ValueError(f"sample_schedule.std_range must satisfy 0 < low < high < 1; got {[low, high]}")
         # log-SNR of a noise std s: log((1 - s^2) / s^2)
         snr = lambda s: math.log((1 - s * s) / (s * s))  # noqa: E731
-        log_snr = torch.linspace(snr(high), snr(low), count, dtype=torch.float64) if count > 1 \
-            else torch.tensor([snr(high)], dtype=torch.float64)
-        return torch.sigmoid(log_snr).sqrt()
+        return torch.sigmoid(torch.linspace(snr(high), snr(low), count, dtype=torch.float64)).sqrt()
     if spacing == "train":
         if train_cfg is None:
             raise ValueError("spacing 'train' needs the training schedule (diffusion.train_schedule)")
         train = Schedule.from_config(train_cfg)
         if count > train.steps:
             raise ValueError(f"{count} sampling steps exceed the training schedule's {train.steps} levels")
-        index = torch.linspace(train.steps, 1, count, dtype=torch.float64).round().long() if count > 1 \
-            else torch.tensor([train.steps])
-        return train.sqrt_gammas[index]
+        return train.sqrt_gammas[torch.linspace(train.steps, 1, count, dtype=torch.float64).round().long()]
     raise ValueError(f"unknown sample_schedule.spacing '{spacing}'; expected one of {', '.join(SPACINGS)}")

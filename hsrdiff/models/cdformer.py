@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
@@ -123,8 +122,7 @@ class Denoiser(nn.Module):
             if not self.config.base_psf:
                 raise ValueError("model.base glp-hs needs base_psf (the trainer sets it from the patch file's PSF)")
             if getattr(self, "_psf", None) is None:
-                p = self.config.base_psf
-                self._psf = PSF(np.asarray(p["kernel"], dtype=np.float64), int(p["ratio"]), p["mode"], p.get("offset"))
+                self._psf = PSF.from_dict(self.config.base_psf)
             return glp_hs_batch((lr_hsi + 1) * 0.5, (hr_msi + 1) * 0.5, self._psf) * 2 - 1
         raise ValueError(f"unknown model base '{self.config.base}'; expected bicubic or glp-hs")
 

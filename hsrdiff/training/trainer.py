@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
@@ -284,8 +283,7 @@ def train_stage(
     psf, srf = dataset.operators()
     first = dataset[0]
     if model_cfg.get("base") == "glp-hs":  # the base needs the data's PSF; the weights file keeps it
-        model_cfg = {**model_cfg, "base_psf": {"kernel": np.asarray(psf.kernel, dtype=np.float64).tolist(), "ratio": psf.ratio,
-                                               "mode": psf.mode, "offset": psf.offset}}
+        model_cfg = {**model_cfg, "base_psf": psf.to_dict()}
     mc = ModelConfig(hsi_bands=first["gt"].shape[0], msi_bands=first["hr_msi"].shape[0], **model_cfg)
     parts = build(mc, stage_cfg, settings, paths.init_weights)
     fingerprint = run_fingerprint(stage_cfg, mc, settings, diffusion["train_schedule"], paths)
