@@ -122,6 +122,22 @@ def glp_hs_batch(lr_hsi: torch.Tensor, hr_msi: torch.Tensor, psf: PSF) -> torch.
         return fused.clamp(0, 1).to(lr_hsi.dtype)
 
 
+BASES = ("bicubic", "glp-hs")
+
+
+def fusion_base(kind: str, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, psf: PSF) -> torch.Tensor:
+    """The image a network adds its output to (``model.base``), (B, L, H, W) on [0, 1].
+
+    One function for the three places that need it: the patch files (computed on each whole
+    training scene), the network (when no base is given) and tiled fusion (on the whole image).
+    """
+    if kind == "bicubic":
+        return F.interpolate(lr_hsi, size=tuple(hr_msi.shape[-2:]), mode="bicubic", align_corners=False)
+    if kind == "glp-hs":
+        return glp_hs_batch(lr_hsi, hr_msi, psf)
+    raise ValueError(f"unknown model base '{kind}'; expected one of {', '.join(BASES)}")
+
+
 def glp_hs(lr_hsi: np.ndarray, hr_msi: np.ndarray, psf: PSF) -> FusionResult:
     """MTF-GLP with high-pass modulation and a regression pan per HS band (module docstring)."""
     t0 = time.perf_counter()

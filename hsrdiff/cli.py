@@ -79,16 +79,13 @@ def cmd_degrade(args) -> int:
 
 def cmd_patches(args) -> int:
     from hsrdiff.data.patches import extract_patches
+    from hsrdiff.methods import patch_options
 
     config, spec = _spec(args)
     size = args.patch_size
     inputs = args.inputs or [spec.degraded_path(s) for s in spec.train_scenes]
-    extract_patches(inputs, size, args.out or spec.patches_path(size), **_patch_options(config))
+    extract_patches(inputs, size, args.out or spec.patches_path(size), **patch_options(config))
     return 0
-
-
-def _patch_options(config) -> dict:
-    return {"stride_fraction": config["patches"]["stride_fraction"], "max_per_scene": config["patches"]["max_per_scene"]}
 
 
 def cmd_train(args) -> int:

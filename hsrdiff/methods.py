@@ -56,6 +56,14 @@ def method_settings(config: Mapping[str, Any], method: str) -> dict:
     return {"model": model, "training": training, "diffusion": config["diffusion"]}
 
 
+def patch_options(config: Mapping[str, Any]) -> dict:
+    """The keyword arguments of ``extract_patches`` from a config: ``patches`` and the network bases
+    (``model.base``) of the trained methods, stored beside the patches."""
+    bases = sorted({method_settings(config, m)["model"].get("base", "bicubic") for m in trained_methods(config)})
+    return {"stride_fraction": config["patches"]["stride_fraction"], "max_per_scene": config["patches"]["max_per_scene"],
+            "bases": bases}
+
+
 def method_stages(config: Mapping[str, Any], method: str) -> list[dict]:
     return method_settings(config, method)["training"]["stages"]
 

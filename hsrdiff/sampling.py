@@ -66,10 +66,13 @@ class TiledDenoiser:
         self.boxes = tile_boxes(height, width, tile, overlap, ratio)
         self.chunks = [self.boxes[i : i + tile_batch] for i in range(0, len(self.boxes), tile_batch)]
         self.conditions = []
+        # Each tile's base is cut from the whole image's, as in training (patches.BASE_PREFIX).
+        base = model.base(lr_hsi, hr_msi)
         for chunk in self.chunks:
             lr_tiles = torch.cat([lr_hsi[..., r0 // ratio : r1 // ratio, c0 // ratio : c1 // ratio] for r0, r1, c0, c1 in chunk])
             msi_tiles = torch.cat([hr_msi[..., r0:r1, c0:c1] for r0, r1, c0, c1 in chunk])
-            self.conditions.append(model.encode(lr_tiles, msi_tiles))
+            base_tiles = torch.cat([base[..., r0:r1, c0:c1] for r0, r1, c0, c1 in chunk])
+            self.conditions.append(model.encode(lr_tiles, msi_tiles, base_tiles))
         r0, r1, c0, c1 = self.boxes[0]
         if len(self.boxes) > 1:
             self.window = blend_window(r1 - r0, c1 - c0).to(hr_msi.device)

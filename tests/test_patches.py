@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from conftest import make_config
+from hsrdiff.baselines import fusion_base
 from hsrdiff.data.patches import PatchDataset, dihedral, extract_patches, patch_origins
 from hsrdiff.data.registry import DatasetSpec
 from hsrdiff.data.simulate import degrade_scene
@@ -94,6 +95,34 @@ def test_augmentation_keeps_the_triple_consistent(degraded_scenes, tmp_path):
     plain = PatchDataset(out)
     assert len(ds) == len(plain) == 14
     assert any(not torch.equal(ds[i]["gt"], plain[i]["gt"]) for i in range(len(ds)))  # it did augment
+
+
+def test_bases_are_cut_from_the_whole_scenes_and_augmented_with_the_triple(degraded_scenes, tmp_path):
+    spec, paths = degraded_scenes
+    out = tmp_path / "p32.h5"
+    extract_patches(paths, 32, out, stride_fraction=0.5, bases=["bicubic", "glp-hs"])
+    psf = make_psf(spec.entry["psf"], RATIO)
+    with h5py.File(out) as fh:
+        assert fh.attrs["bases"] == "bicubic,glp-hs"
+        first = fh["scene_index"][()] == 0
+        origins, stored = fh["origin"][()][first], fh["base_glp-hs"][()][first]
+        gt = fh["gt"][()]
+    with h5py.File(paths[0]) as fh:
+        scene = fusion_base("glp-hs", torch.from_numpy(fh["lr_hsi"][()])[None], torch.from_numpy(fh["hr_msi"][()])[None], psf)[0]
+    for (r, c), base in zip(origins, stored):
+        np.testing.assert_allclose(base, scene[:, r : r + 32, c : c + 32].numpy(), atol=1e-6)
+    # the point of storing it: a base computed on the patch alone is a different image
+    with h5py.File(out) as fh:
+        alone = fusion_base("glp-hs", torch.from_numpy(fh["lr_hsi"][0])[None], torch.from_numpy(fh["hr_msi"][0])[None], psf)[0]
+    assert np.abs(alone.numpy() - stored[0]).max() > 1e-3
+    ds, plain = PatchDataset(out), PatchDataset(out)
+    assert set(ds[0]) == {"gt", "lr_hsi", "hr_msi", "base_bicubic", "base_glp-hs"}
+    for rot, flip in ((1, False), (2, True), (3, True)):
+        item = ds[(5, rot, flip)]
+        np.testing.assert_array_equal(item["base_glp-hs"], dihedral(plain[5]["base_glp-hs"], rot, flip))
+        np.testing.assert_array_equal(item["gt"], dihedral(torch.from_numpy(gt[5]), rot, flip))
+    with pytest.raises(DataError, match="unknown network base.*sharp"):
+        extract_patches(paths, 32, tmp_path / "bad.h5", bases=["sharp"])
 
 
 def test_dihedral_gives_eight_distinct_transforms():

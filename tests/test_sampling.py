@@ -124,6 +124,22 @@ def test_probe_tells_a_network_that_ignores_its_noisy_input_from_one_that_uses_i
         assert gain > 10, rows
 
 
+def test_tiles_add_the_network_to_the_whole_images_base(observation):
+    """An untrained network returns its base; tiled, each tile's base is cut from the whole image's
+    GLP-HS fusion, so the tiled result is that fusion (a base computed per tile would differ)."""
+    from hsrdiff.baselines import glp_hs_batch
+    from hsrdiff.degradation import PSF
+
+    lr, msi = observation
+    psf = PSF(kernel=np.full((4, 4), 1 / 16), ratio=4, mode="block")
+    model = build_model(ModelConfig(6, 3, channels=8, depth=2, heads=2, window=8, base="glp-hs", base_psf=psf.to_dict())).eval()
+    whole = glp_hs_batch(torch.from_numpy(lr)[None], torch.from_numpy(msi)[None], psf)[0].numpy()
+    tiled = fuse(model, lr, msi, 4, mode="regression", tile=32, overlap=16).fused
+    np.testing.assert_allclose(tiled, whole, atol=2e-6)
+    per_tile = glp_hs_batch(torch.from_numpy(lr[:, :8, :8])[None], torch.from_numpy(msi[:, :32, :32])[None], psf)[0].numpy()
+    assert np.abs(per_tile - whole[:, :32, :32]).max() > 1e-3
+
+
 def test_tiles_batched_or_one_by_one_give_the_same_image(perturbed_model, observation):
     from hsrdiff.diffusion import make_sampler, sampling_levels
 

@@ -257,3 +257,31 @@ def test_a_glp_hs_base_is_kept_in_the_weights_and_an_untrained_network_returns_i
     np.testing.assert_allclose(fused, glp_hs(obs.lr_hsi, obs.hr_msi, obs.psf).fused, atol=2e-6)
     trained = fuse(model, obs.lr_hsi, obs.hr_msi, 4, sampler=Schedule.from_config({"steps": 3, "beta_start": 1e-3, "beta_end": 0.5})).fused
     assert np.isfinite(trained).all() and trained.shape == obs.gt.shape
+
+
+def test_the_trainer_adds_the_network_to_the_patch_files_base(demo_data, tmp_path, caplog):
+    """With ``base_<model.base>`` in the patch file, training adds the network's output to it (the
+    scene-level base); without, it computes the base per patch and says so."""
+    import csv
+    import shutil
+
+    import h5py
+
+    training, diffusion = training_defaults(checkpoint_every=100, mode="regression")
+    stage = {"name": "s1", "patch_size": 32, "batch_size": 4, "iterations": 1, "learning_rate": 1e-3, "trainable": "all"}
+    with_base = tmp_path / "p32b.h5"
+    shutil.copy(demo_data / "p32.h5", with_base)
+    with h5py.File(with_base, "a") as fh:  # a base equal to the truth: an untrained network's loss is 0
+        fh["base_bicubic"] = fh["gt"][()]
+
+    def first_loss(patches, out):
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            train_stage(StagePaths(patches, tmp_path / f"{out}.pt", tmp_path / out), stage, TINY_MODEL, training, diffusion)
+        with open(tmp_path / out / "log.csv") as fh:
+            return float(next(csv.DictReader(fh))["loss"]), "holds no base_bicubic" in caplog.text
+
+    loss, warned = first_loss(with_base, "a")
+    assert loss < 1e-6 and not warned
+    loss, warned = first_loss(demo_data / "p32.h5", "b")
+    assert loss > 1e-3 and warned

@@ -111,24 +111,28 @@ class Denoiser(nn.Module):
             return torch.utils.checkpoint.checkpoint(layer, *args, use_reentrant=False)
         return layer(*args)
 
-    def _base(self, lr_hsi: torch.Tensor, hr_msi: torch.Tensor) -> torch.Tensor:
-        """The image the residual is added to, on the model's [-1, 1] scale."""
-        if self.config.base == "bicubic":
-            return F.interpolate(lr_hsi, size=tuple(hr_msi.shape[-2:]), mode="bicubic", align_corners=False)
-        if self.config.base == "glp-hs":
-            from hsrdiff.baselines import glp_hs_batch
-            from hsrdiff.degradation import PSF
+    def base(self, lr_hsi: torch.Tensor, hr_msi: torch.Tensor) -> torch.Tensor:
+        """The image the residual is added to (``config.base``), on the model's [-1, 1] scale.
 
+        Computed from the images given: a crop's base differs from the crop of the whole image's
+        base (far more so at large ratios), so training and tiled fusion pass the whole scene's.
+        """
+        from hsrdiff.baselines import fusion_base
+        from hsrdiff.degradation import PSF
+
+        psf = None
+        if self.config.base != "bicubic":
             if not self.config.base_psf:
-                raise ValueError("model.base glp-hs needs base_psf (the trainer sets it from the patch file's PSF)")
+                raise ValueError(f"model.base {self.config.base} needs base_psf (the trainer sets it from the patch file's PSF)")
             if getattr(self, "_psf", None) is None:
                 self._psf = PSF.from_dict(self.config.base_psf)
-            return glp_hs_batch((lr_hsi + 1) * 0.5, (hr_msi + 1) * 0.5, self._psf) * 2 - 1
-        raise ValueError(f"unknown model base '{self.config.base}'; expected bicubic or glp-hs")
+            psf = self._psf
+        return fusion_base(self.config.base, (lr_hsi + 1) * 0.5, (hr_msi + 1) * 0.5, psf) * 2 - 1
 
-    def encode(self, lr_hsi: torch.Tensor, hr_msi: torch.Tensor) -> Condition:
+    def encode(self, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, base: torch.Tensor | None = None) -> Condition:
+        """``base``: the base of these images cut from the whole scene's ([-1, 1]); None computes it here."""
         size = tuple(hr_msi.shape[-2:])
-        lr_up = self._base(lr_hsi, hr_msi)
+        lr_up = self.base(lr_hsi, hr_msi) if base is None else base
         lr_up = _pad_to_multiple(lr_up, self.pad_multiple)
         inputs = torch.cat([lr_up, _pad_to_multiple(hr_msi, self.pad_multiple)], dim=1)
         return Condition(lr_up, inputs, self._features(inputs), size)
@@ -153,8 +157,8 @@ class Denoiser(nn.Module):
             raise ValueError(f"unknown preconditioning '{self.config.preconditioning}'; expected none or residual")
         return x0_hat[..., :h, :w]
 
-    def forward(self, x_t, noise_level, lr_hsi, hr_msi) -> torch.Tensor:
-        return self.denoise(x_t, noise_level, self.encode(lr_hsi, hr_msi))
+    def forward(self, x_t, noise_level, lr_hsi, hr_msi, base=None) -> torch.Tensor:
+        return self.denoise(x_t, noise_level, self.encode(lr_hsi, hr_msi, base))
 
     def second_half_parameters(self) -> list[nn.Parameter]:
         """The parameters the paper's last (full-image) stage trains; the rest stay frozen."""

@@ -25,7 +25,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from hsrdiff.data.patches import PatchDataset
+from hsrdiff.data.patches import BASE_PREFIX, KEYS, PatchDataset
 from hsrdiff.degradation import PSF
 from hsrdiff.diffusion import (
     Schedule,
@@ -214,14 +214,17 @@ def _to_device(parts: Parts, device: torch.device) -> None:
 def train_step(net: torch.nn.Module, parts: Parts, batch: Mapping[str, torch.Tensor], sqrt_gamma: torch.Tensor,
                eps: torch.Tensor, psf: PSF, srf: torch.Tensor, settings: TrainingSettings,
                use_bf16: bool) -> dict[str, torch.Tensor]:
-    """One optimisation step on ``batch`` ({gt, lr_hsi, hr_msi} on [0, 1], on the device) at noise
+    """One optimisation step on ``batch`` ({gt, lr_hsi, hr_msi} and optionally the scene-level
+    ``base``, on [0, 1], on the device) at noise
     levels ``sqrt_gamma`` (B,) with noise ``eps``; returns the loss terms. ``net``: the model, or
     its DDP/compiled wrapper."""
     gt, lr_hsi, hr_msi = batch["gt"], batch["lr_hsi"], batch["hr_msi"]
+    base = batch.get("base")
     x0 = to_model_range(gt)
     x_t = q_sample(x0, sqrt_gamma, eps) if settings.mode == "diffusion" else eps
     with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_bf16):
-        x0_hat = net(x_t, sqrt_gamma, to_model_range(lr_hsi), to_model_range(hr_msi))
+        x0_hat = net(x_t, sqrt_gamma, to_model_range(lr_hsi), to_model_range(hr_msi),
+                     None if base is None else to_model_range(base))
     terms = fusion_loss(to_data_range(x0_hat.float()), gt, lr_hsi, hr_msi, psf, srf, settings.lambda_lr,
                         settings.lambda_msi)
     parts.optimizer.zero_grad(set_to_none=True)
@@ -285,6 +288,10 @@ def train_stage(
     if model_cfg.get("base") == "glp-hs":  # the base needs the data's PSF; the weights file keeps it
         model_cfg = {**model_cfg, "base_psf": psf.to_dict()}
     mc = ModelConfig(hsi_bands=first["gt"].shape[0], msi_bands=first["hr_msi"].shape[0], **model_cfg)
+    base_key = BASE_PREFIX + mc.base
+    if base_key not in first:
+        log.warning("%s holds no %s: the network's base is computed on each patch, not cut from the scene's "
+                    "as at test time (cut the patches again with bases=[%s])", paths.patches, base_key, mc.base)
     parts = build(mc, stage_cfg, settings, paths.init_weights)
     fingerprint = run_fingerprint(stage_cfg, mc, settings, diffusion["train_schedule"], paths)
     start = resume(parts, paths.checkpoint_dir, fingerprint, iterations, name, info)
@@ -321,7 +328,8 @@ def train_stage(
     step = start
     with _StopFlag() as stop:
         for batch_data in loader:
-            batch_data = {k: v.to(device, non_blocking=True) for k, v in batch_data.items()}
+            batch_data = {("base" if k == base_key else k): v.to(device, non_blocking=True)
+                          for k, v in batch_data.items() if k in KEYS or k == base_key}
             sqrt_gamma, eps = step_noise(settings.seed, name, step, schedule, (batch, *batch_data["gt"].shape[1:]),
                                          info.rank, local, settings)
             for group in parts.optimizer.param_groups:

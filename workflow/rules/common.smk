@@ -10,7 +10,7 @@ from snakemake.utils import validate
 from hsrdiff import paths
 from hsrdiff.config import check_renamed_keys
 from hsrdiff.data.registry import DatasetSpec
-from hsrdiff.methods import method_stages, stage_plan, trained_methods
+from hsrdiff.methods import method_stages, patch_options, stage_plan, trained_methods
 
 
 check_renamed_keys(config)

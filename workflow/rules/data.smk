@@ -87,7 +87,7 @@ rule patches:
     output:
         patches=paths.PATCHES,
     params:
-        options=config["patches"],
+        options=patch_options(config),
     conda:
         "../envs/hsrdiff.yaml"
     log:

@@ -10,8 +10,7 @@ extract_patches(
     snakemake.input.scenes,
     size if size == "full" else int(size),
     snakemake.output.patches,
-    stride_fraction=snakemake.params.options["stride_fraction"],
-    max_per_scene=snakemake.params.options["max_per_scene"],
+    **snakemake.params.options,
 )
 
 stamp_snakemake_job(snakemake)
