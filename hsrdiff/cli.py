@@ -26,14 +26,12 @@ def _spec(args):
 
 
 def cmd_validate(args) -> int:
-    from hsrdiff.config import load_config
-    from hsrdiff.data.registry import DatasetSpec
+    from hsrdiff.config import check_consistency, load_config
 
-    config = load_config(args.config)
-    for name in config["active_datasets"]:
-        spec = DatasetSpec.from_config(config, name)
-        print(f"{name}: {len(spec.train_scenes)} train, {len(spec.test_scenes)} test scenes, ratio {spec.ratio}, source {spec.source_kind}")
-    print(f"{args.config}: valid")
+    source = " + ".join(args.config)
+    for line in check_consistency(load_config(args.config), source):
+        print(line)
+    print(f"{source}: valid")
     return 0
 
 
@@ -145,13 +143,24 @@ def check_output_path(out: Path, inputs) -> None:
         raise HsrdiffError(f"--out {out} is a folder; give a file name (an HDF5 file)")
 
 
+def _sampling_config(path: str | None) -> dict:
+    """The configuration whose ``sampling`` and ``diffusion.sample_schedule`` fuse uses: outside a
+    checkout (an installed wheel) there is no config/config.yaml, and the schema's defaults are
+    the same values."""
+    from hsrdiff.config import load_config, validate_config
+
+    if path is None:
+        default = Path("config/config.yaml")
+        return load_config(default) if default.is_file() else validate_config({})
+    return load_config(path)
+
+
 def cmd_fuse(args) -> int:
-    from hsrdiff.config import load_config
     from hsrdiff.data.readers import read_cube, split_cube_spec
     from hsrdiff.provenance import stamp
     from hsrdiff.sampling import fuse_files
 
-    config = load_config(args.config)
+    config = _sampling_config(args.config)
     sampling = dict(config["sampling"])
     for key in ("sampler", "eta", "tile", "overlap", "tile_batch", "n_samples", "seed", "device"):
         if getattr(args, key) is not None:
@@ -182,9 +191,8 @@ def cmd_bench_train(args) -> int:
 
 def cmd_bench_sampling(args) -> int:
     from hsrdiff.bench_sampling import main as bench
-    from hsrdiff.config import load_config
 
-    config = load_config(args.config)
+    config = _sampling_config(args.config)
     sampling = {**config["sampling"], "device": args.device}
     if args.tile is not None:
         sampling["tile"] = args.tile
@@ -247,8 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    p = sub.add_parser("validate-config", help="check a configuration file and list its active datasets")
-    p.add_argument("config", nargs="?", default="config/config.yaml")
+    p = sub.add_parser("validate-config", help="check a configuration (several files: merged in order, as "
+                       "snakemake --configfile a.yaml b.yaml) as the workflow will see it; list its active datasets")
+    p.add_argument("config", nargs="*", default=["config/config.yaml"])
     p.set_defaults(func=cmd_validate)
 
     p = stage("download", cmd_download, "download (and extract) a dataset's raw files")
@@ -280,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hr-msi", required=True, help="likewise, the MSI at ratio x the LR-HSI's size")
     p.add_argument("--out", required=True, type=Path, help="output HDF5 (fused, std when --n-samples > 1)")
     p.add_argument("--scale", help="divide integer inputs by their type's maximum ('dtype') or by a number")
-    p.add_argument("--config", default="config/config.yaml", help="sampling defaults (default: %(default)s)")
+    p.add_argument("--config", help="sampling defaults: a configuration file (default: config/config.yaml where "
+                   "it exists, else the schema's defaults, which the shipped file does not change)")
     p.add_argument("--sampler", help="ancestral, ddim or dpm-solver++ (default: the config's)")
     p.add_argument("--steps", type=_count(1), help="refinement steps = network evaluations per sample (default: the config's)")
     p.add_argument("--spacing", help="noise-level spacing: linear, log_snr or train (default: the config's)")
@@ -310,7 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spacing", default="log_snr",
                    help="noise-level spacing of the compared samplers (default: %(default)s); the paper's ancestral, 100 linear steps is always measured")
     p.add_argument("--n-samples", type=_count(1), nargs="+", default=[1], help="samples averaged per scene (one row set each)")
-    p.add_argument("--config", default="config/config.yaml", help="sampling defaults (default: %(default)s)")
+    p.add_argument("--config", help="sampling defaults: a configuration file (default: config/config.yaml where "
+                   "it exists, else the schema's defaults, which the shipped file does not change)")
     p.add_argument("--tile", type=_count(8))
     p.add_argument("--csv", type=Path, help="write the table as CSV")
     p.add_argument("--plot", type=Path, help="write the PSNR-vs-evaluations plot (PNG)")

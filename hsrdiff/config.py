@@ -69,9 +69,7 @@ def validate_config(config: Mapping[str, Any], source: str = "config") -> dict:
     return instance
 
 
-def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict:
-    """Read a YAML configuration file, apply ``overrides`` (deep-merged) and validate it."""
-    path = Path(path)
+def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"configuration file not found: {path}")
     with open(path) as fh:
@@ -81,9 +79,19 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
             raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def load_config(path: str | Path | list, overrides: Mapping[str, Any] | None = None) -> dict:
+    """Read a YAML configuration file, or several deep-merged in order (as Snakemake's
+    ``--configfile a.yaml b.yaml``), apply ``overrides`` (deep-merged) and validate the result."""
+    files = [Path(p) for p in path] if isinstance(path, (list, tuple)) else [Path(path)]
+    data: dict = {}
+    for file in files:
+        data = deep_merge(data, _read_yaml(file))
     if overrides:
         data = deep_merge(data, overrides)
-    return validate_config(data, source=str(path))
+    return validate_config(data, source=" + ".join(map(str, files)))
 
 
 def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict:
@@ -114,3 +122,49 @@ def check_renamed_keys(config: Mapping[str, Any], source: str = "config") -> Non
                           "model.variant is now model.architecture")
     if isinstance(config.get("model"), Mapping) and "variant" in config["model"]:
         raise ConfigError(f"{source}: the key model.variant is now model.architecture")
+
+
+def check_consistency(config: Mapping[str, Any], source: str = "config") -> list[str]:
+    """What the schema cannot see and would otherwise fail jobs later (``config`` validated).
+
+    Checks each active dataset's source and SRF table, each trained method's stages against the
+    dataset's ratio, and the sampling tiles; raises :class:`ConfigError` naming the key, returns
+    one line per active dataset.
+    """
+    import numpy as np
+
+    from hsrdiff.data.registry import DatasetSpec
+    from hsrdiff.errors import HsrdiffError
+    from hsrdiff.methods import stage_plan, trained_methods
+    from hsrdiff.srf import read_response, srf_matrix
+
+    methods = trained_methods(config)
+    sampling = config["sampling"]
+    lines = []
+    for name in config["active_datasets"]:
+        spec = DatasetSpec.from_config(config, name)
+        key = f"datasets.{name}"
+        location = spec.raw_location()
+        if spec.source_kind == "path" and not location.exists():
+            raise ConfigError(f"{source}: {key}.source.path: {location} does not exist (from {Path.cwd()})")
+        srf = spec.degradation_settings()["srf"]
+        try:
+            response = read_response(srf)
+            wavelengths = spec.entry.get("wavelengths") or {}
+            if {"start", "stop", "count"} <= set(wavelengths):
+                srf_matrix(response, np.linspace(wavelengths["start"], wavelengths["stop"], int(wavelengths["count"])))
+        except HsrdiffError as exc:
+            raise ConfigError(f"{source}: {key}.srf ({srf}): {exc}") from exc
+        ratio = spec.ratio
+        for method in methods:
+            for planned in stage_plan(config, name, ratio, method):
+                if planned.patch_size != "full" and int(planned.patch_size) % ratio:
+                    raise ConfigError(f"{source}: stage '{planned.name}' of {method}: patch_size {planned.patch_size} is not a "
+                                      f"multiple of dataset {name}'s ratio {ratio}")
+        tile, overlap = sampling.get("tile"), int(sampling.get("overlap") or 0)
+        if tile is not None and (tile % ratio or overlap % ratio or overlap >= tile):
+            raise ConfigError(f"{source}: sampling.tile {tile} and sampling.overlap {overlap} must be multiples of dataset "
+                              f"{name}'s ratio {ratio}, with overlap < tile")
+        lines.append(f"{name}: {len(spec.train_scenes)} train, {len(spec.test_scenes)} test scenes, ratio {ratio}, "
+                     f"source {spec.source_kind} ({location})")
+    return lines

@@ -140,3 +140,57 @@ def test_stage_plan_chains_the_stages_of_a_method(default_config):
     config["training"]["stages"].append(dict(config["training"]["stages"][0]))
     with pytest.raises(ConfigError, match="repeat the name"):
         stage_plan(config, "demo", 4)
+
+
+def _write(path, data):
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+# Each overlay (on the shipped config) fails a job later if validate-config lets it through.
+LATE_FAILURES = {
+    "missing source path": ({"active_datasets": ["cave"], "datasets": {"cave": {"source": {"path": "/nonexistent/cave"}}}},
+                            "datasets.cave.source.path: /nonexistent/cave does not exist"),
+    "missing SRF file": ({"datasets": {"demo": {"srf": "/nonexistent/my_camera.csv"}}}, "datasets.demo.srf"),
+    "malformed SRF CSV": ("malformed", "expected numeric CSV rows"),
+    "SRF outside the wavelengths": ({"active_datasets": ["paviau"],
+                                     "datasets": {"paviau": {"wavelengths": {"start": 1500, "stop": 2400, "count": 103}}}},
+                                    "no band centre lies inside the HSI range 1500-2400"),
+    "patch size vs ratio": ({"training": {"stages": [{"name": "s1", "patch_size": 30, "batch_size": 4, "iterations": 10,
+                                                      "learning_rate": 1e-3, "trainable": "all"}]}},
+                            "patch_size 30 is not a multiple of dataset demo's ratio 4"),
+    "tile vs ratio": ({"sampling": {"tile": 66, "overlap": 8}}, "sampling.tile 66 and sampling.overlap 8 must be multiples"),
+    "overlap not below the tile": ({"sampling": {"tile": 64, "overlap": 64}}, "with overlap < tile"),
+    "repeated stage names": ({"training": {"stages": [
+        {"name": "s1", "patch_size": 32, "batch_size": 4, "iterations": 10, "learning_rate": 1e-3, "trainable": "all"},
+        {"name": "s1", "patch_size": 64, "batch_size": 4, "iterations": 10, "learning_rate": 1e-3, "trainable": "all"}]}},
+        "repeat the name\\(s\\) s1"),
+    "unknown method": ({"evaluation": {"methods": ["hsrdiff", "hysure"]}}, "lists 'hysure', which is neither"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LATE_FAILURES))
+def test_validate_config_catches_what_would_fail_later(case, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    overlay, expected = LATE_FAILURES[case]
+    if overlay == "malformed":
+        srf = tmp_path / "camera.csv"
+        srf.write_text("wavelength_nm,r,g,b\n400,0.1,0.2,x\n")
+        overlay = {"datasets": {"demo": {"srf": str(srf)}}}
+    code = main(["validate-config", "config/config.yaml", _write(tmp_path / "my.yaml", overlay)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert __import__("re").search(expected, err), err
+
+
+def test_validate_config_merges_overlays_in_order_as_snakemake_does(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    first = _write(tmp_path / "a.yaml", {"sampling": {"tile": 30, "overlap": 0}})  # bad alone
+    second = _write(tmp_path / "b.yaml", {"sampling": {"tile": 64}})                # fixed by the next file
+    assert main(["validate-config", "config/config.yaml", first]) == 2
+    assert main(["validate-config", "config/config.yaml", first, second]) == 0
+    out = capsys.readouterr().out
+    assert f"config/config.yaml + {first} + {second}: valid" in out
+    config = load_config([REPO / "config" / "config.yaml", first, second])
+    assert config["sampling"]["tile"] == 64 and config["sampling"]["overlap"] == 0
+    assert config["active_datasets"] == ["demo"]  # kept from the first file

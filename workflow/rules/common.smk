@@ -8,13 +8,15 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from hsrdiff import paths
-from hsrdiff.config import check_renamed_keys
+from hsrdiff.config import check_consistency, check_renamed_keys
 from hsrdiff.data.registry import DatasetSpec
 from hsrdiff.methods import method_stages, patch_options, stage_plan, trained_methods
 
 
 check_renamed_keys(config)
 validate(config, schema="../schemas/config.schema.yaml")
+# What would otherwise fail jobs later (a missing source, an SRF table, patch sizes vs the ratio).
+check_consistency(config)
 
 # Only the active datasets are resolved: an inactive entry with a missing source (HypSen)
 # must not stop the demo.
