@@ -6,7 +6,7 @@ VENV ?= .venv
 CORES ?= 2
 BIN := $(VENV)/bin
 
-.PHONY: demo test dag rulegraph lint clean-results bench-sampling bench-cave
+.PHONY: demo test dag rulegraph lint clean-results bench-sampling bench-cave slurm-profile
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ rulegraph: $(BIN)/.installed
 ## lint: Snakemake's own checks of the workflow
 lint: $(BIN)/.installed
 	$(BIN)/snakemake --lint --cores 1
+
+## slurm-profile: once per user: makes `snakemake --profile slurm all` work from the repository root
+## (Snakemake looks a profile's name up in $XDG_CONFIG_HOME/snakemake, not in profiles/)
+slurm-profile:
+	mkdir -p "$${XDG_CONFIG_HOME:-$$HOME/.config}/snakemake"
+	ln -sfn "$(CURDIR)/profiles/slurm" "$${XDG_CONFIG_HOME:-$$HOME/.config}/snakemake/slurm"
+	@echo "profile 'slurm' -> $(CURDIR)/profiles/slurm; in each shell: . $(BIN)/activate && snakemake --profile slurm all"
 
 ## bench-cave: the paper's CAVE x32 protocol from ../shared/data/cave on 2 CPU cores (within 90 minutes; docs/performance.md)
 bench-cave: $(BIN)/.installed
