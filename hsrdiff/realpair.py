@@ -18,13 +18,13 @@ from typing import Any, Mapping
 
 import numpy as np
 import scipy.io
-import scipy.optimize
 
 from hsrdiff.baselines import bicubic
 from hsrdiff.degradation import crop_to_ratio, make_psf, spatial_degrade
 from hsrdiff.errors import DataError
 from hsrdiff.files import write_pair_result
 from hsrdiff.metrics import psnr, sam
+from hsrdiff.operators import estimate_srf
 from hsrdiff.provenance import sha256_file
 from hsrdiff.sampling import Fuser
 
@@ -44,11 +44,11 @@ def resample_bands(cube: np.ndarray, n_bands: int) -> np.ndarray:
 
 
 def fit_srf(hsi: np.ndarray, msi: np.ndarray) -> np.ndarray:
-    """Non-negative (l, L) matrix with msi ≈ srf @ hsi, from co-registered images of one size."""
+    """Non-negative (l, L) matrix with msi ≈ srf @ hsi, from co-registered images of one size
+    (:func:`hsrdiff.operators.estimate_srf` without the smoothness penalty; its offset dropped)."""
     if hsi.shape[1:] != msi.shape[1:]:
         raise DataError(f"fitting an SRF needs co-registered images of one size; got {hsi.shape[1:]} and {msi.shape[1:]}")
-    a = hsi.reshape(hsi.shape[0], -1).T.astype(np.float64)
-    return np.stack([scipy.optimize.nnls(a, band.ravel().astype(np.float64))[0] for band in msi]).astype(np.float32)
+    return estimate_srf(hsi, msi, smoothness=0.0)[0]
 
 
 @dataclass
