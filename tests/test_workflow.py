@@ -276,3 +276,19 @@ def test_the_cave_benchmark_plans_the_whole_protocol(tmp_path, default_config):
     assert result.returncode == 0, result.stderr[-2000:]
     assert _job_counts(result) == {"prepare": 32, "degrade": 32, "patches": 1, "train_stage1": 2, "sample": 24, "cnmf": 12,
                                    "hypersharpen": 24, "bicubic": 12, "evaluate": 72, "aggregate": 1, "figures": 12, "all": 1}
+
+
+@pytest.mark.parametrize("change,expected", [
+    (lambda c: c["training"]["stages"][0].update(patch_size=30), "patch_size 30 is not a multiple of dataset demo's ratio 4"),
+    (lambda c: c["datasets"]["demo"].update(srf="/nonexistent/camera.csv"), "datasets.demo.srf (/nonexistent/camera.csv)"),
+    (lambda c: c.setdefault("sampling", {}).update(tile=66), "sampling.tile 66 and sampling.overlap"),
+])
+def test_what_would_fail_a_job_later_stops_the_workflow_before_any_job(tmp_path, default_config, change, expected):
+    """The workflow runs validate-config's check before planning: a run (not a dry run) ends
+    with the message and writes nothing."""
+    config = copy.deepcopy(default_config)
+    change(config)
+    result = run_snakemake(tmp_path, config, "--cores", "1")
+    assert result.returncode != 0
+    assert expected in result.stdout + result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".snakemake") == ["config.yaml"]
