@@ -124,11 +124,9 @@ def extract_patches(
             obs = read_observations(s["path"])
             scene = {"gt": obs.need("gt"), "lr_hsi": obs.lr_hsi, "hr_msi": obs.hr_msi}
             if bases:
-                with open_h5(s["path"]) as fh:
-                    psf, _ = read_operators(fh)
                 lr, msi = torch.from_numpy(obs.lr_hsi)[None], torch.from_numpy(obs.hr_msi)[None]
                 for kind in bases:
-                    scene[BASE_PREFIX + kind] = fusion_base(kind, lr, msi, psf)[0].numpy()
+                    scene[BASE_PREFIX + kind] = fusion_base(kind, lr, msi, obs.psf)[0].numpy()
             if i == 0:
                 copy_operators(s["path"], out)
             for _, r, c in (p for p in plan if p[0] == i):
@@ -155,13 +153,15 @@ class PatchDataset(Dataset):
     opened on first access in each process, so the dataset works with DataLoader workers.
     """
 
-    def __init__(self, path: str | Path, augment: bool = False):
+    def __init__(self, path: str | Path, augment: bool = False, bases: Sequence[str] | None = None):
+        """``bases``: the network bases to read (those the file holds); None: all of them."""
         self.path = Path(path)
         self.augment = augment
         with open_h5(self.path) as fh:
             for key in KEYS:
                 require(fh, key, ndim=4)
-            self.keys = (*KEYS, *sorted(k for k in fh if k.startswith(BASE_PREFIX)))
+            held = sorted(k for k in fh if k.startswith(BASE_PREFIX))
+            self.keys = (*KEYS, *(k for k in held if bases is None or k[len(BASE_PREFIX):] in bases))
             self._len = fh["gt"].shape[0]
             self.square = fh["gt"].shape[2] == fh["gt"].shape[3]
             self.ratio = read_ratio(fh)

@@ -25,7 +25,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from hsrdiff.data.patches import BASE_PREFIX, KEYS, PatchDataset
+from hsrdiff.data.patches import BASE_PREFIX, PatchDataset
 from hsrdiff.degradation import PSF
 from hsrdiff.diffusion import (
     Schedule,
@@ -281,7 +281,8 @@ def train_stage(
         raise ConfigError(f"stage {name}: batch_size {batch} is not divisible by the {info.world_size} processes")
     local = batch // info.world_size
 
-    dataset = PatchDataset(paths.patches)
+    base = model_cfg.get("base", ModelConfig.base)
+    dataset = PatchDataset(paths.patches, bases=[base])  # read only the base this network adds to
     iterations = stage_cfg.steps(len(dataset))
     psf, srf = dataset.operators()
     first = dataset[0]
@@ -328,8 +329,7 @@ def train_stage(
     step = start
     with _StopFlag() as stop:
         for batch_data in loader:
-            batch_data = {("base" if k == base_key else k): v.to(device, non_blocking=True)
-                          for k, v in batch_data.items() if k in KEYS or k == base_key}
+            batch_data = {("base" if k == base_key else k): v.to(device, non_blocking=True) for k, v in batch_data.items()}
             sqrt_gamma, eps = step_noise(settings.seed, name, step, schedule, (batch, *batch_data["gt"].shape[1:]),
                                          info.rank, local, settings)
             for group in parts.optimizer.param_groups:
