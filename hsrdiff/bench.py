@@ -84,7 +84,15 @@ def run(widths, sizes, batch, steps, device) -> list[BenchRow]:
     print(HEADER, flush=True)
     for channels in widths:
         for patch in sizes:
-            row = bench_one(channels, patch, batch, device, steps=steps, heads=max(2, channels // 32))
+            try:
+                row = bench_one(channels, patch, batch, device, steps=steps, heads=max(2, channels // 32))
+            except torch.OutOfMemoryError:
+                # A size that does not fit is a figure too (the largest trainable patch); the
+                # smaller widths and sizes of the table are still worth measuring.
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                print(f"| {device} | {channels} | {patch} | {batch} | out of memory | | | |", flush=True)
+                continue
             rows.append(row)
             print(row.markdown(), flush=True)
     return rows

@@ -285,3 +285,22 @@ def test_the_trainer_adds_the_network_to_the_patch_files_base(demo_data, tmp_pat
     assert loss < 1e-6 and not warned
     loss, warned = first_loss(demo_data / "p32.h5", "b")
     assert loss > 1e-3 and warned
+
+
+def test_bench_train_reports_a_size_that_does_not_fit_and_goes_on(monkeypatch, capsys):
+    """On an H200 the width-256 network at 512x512, batch 4 ran out of its 139 GiB: the table
+    says so in that row and measures the rest instead of ending in a traceback."""
+    from hsrdiff import bench
+
+    real = bench.bench_one
+
+    def bench_one(channels, patch, batch, device, **kw):
+        if patch == 16:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1024.00 MiB")
+        return real(channels, patch, batch, device, **kw)
+
+    monkeypatch.setattr(bench, "bench_one", bench_one)
+    rows = bench.run([8], [16, 8], 1, 1, torch.device("cpu"))
+    out = capsys.readouterr().out
+    assert "| cpu | 8 | 16 | 1 | out of memory |" in out
+    assert [(r.channels, r.patch) for r in rows] == [(8, 8)]
