@@ -87,7 +87,7 @@ def cmd_patches(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from hsrdiff.provenance import stamp
+    from hsrdiff.provenance import clear_sidecars, stamp
     from hsrdiff.training.trainer import INTERRUPTED_EXIT_CODE, StagePaths, TrainingInterrupted, train_stage
 
     if args.settings:  # the workflow's way: settings and paths from its stage plan, given explicitly
@@ -98,6 +98,9 @@ def cmd_train(args) -> int:
         paths = StagePaths(patches=Path(args.patches), weights=Path(args.out), checkpoint_dir=Path(args.checkpoint_dir),
                            init_weights=Path(args.init) if args.init else None,
                            loss_curve=Path(args.curve) if args.curve else None)
+        # As the workflow's scripts do (start_snakemake_job): Snakemake removed the job's old
+        # outputs, so their sidecars go too, lest a killed run leave them beside nothing.
+        clear_sidecars([p for p in (paths.weights, paths.loss_curve) if p is not None])
     else:  # by hand: the same stage plan as the workflow, each path overridable
         from hsrdiff.methods import planned_stage
 

@@ -142,6 +142,26 @@ def write(outputs: Iterable[str | Path], rec: Mapping[str, Any]) -> list[Path]:
     return written
 
 
+def clear_sidecars(outputs: Iterable[str | Path]) -> None:
+    """Remove the sidecars of the outputs a job is about to make.
+
+    Snakemake deletes a failed or killed job's declared outputs, not their sidecars (which no rule
+    declares): without this, a job killed mid-run would leave the previous run's provenance beside
+    a missing output, describing a file that no longer exists.
+    """
+    for out in dict.fromkeys(map(str, outputs)):
+        sidecar_of(out).unlink(missing_ok=True)
+
+
+def start_snakemake_job(smk: Any) -> None:
+    """The first call of every workflow script: log to the rule's log, and clear the sidecars of
+    the job's outputs (:func:`clear_sidecars`); :func:`stamp_snakemake_job` writes them anew."""
+    from hsrdiff.log import setup_logging
+
+    setup_logging(smk.log[0])
+    clear_sidecars(smk.output)
+
+
 def stamp(outputs: Iterable[str | Path], rule: str, inputs: Iterable[str | Path], settings: Mapping[str, Any] | None = None,
           wildcards: Mapping[str, str] | None = None) -> list[Path]:
     return write(outputs, record(rule, inputs, settings, wildcards))

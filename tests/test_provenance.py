@@ -73,3 +73,24 @@ def test_settings_with_non_json_values_are_recorded_as_text(tmp_path):
     out.write_text("o")
     provenance.stamp([out], "r", [], {"path": tmp_path, "n": np.int64(3), "nested": {"x": [np.float32(0.5)]}})
     assert provenance.read(out)["settings"] == {"path": str(tmp_path), "n": 3, "nested": {"x": [0.5]}}
+
+
+def test_every_workflow_script_clears_its_sidecars_first_and_stamps_last():
+    """The job lifecycle of tests/test_workflow.py's failed-job test, for every script: nothing
+    escapes start_snakemake_job (a killed job leaves no stale sidecar) or stamp_snakemake_job."""
+    from conftest import REPO
+
+    scripts = sorted((REPO / "workflow" / "scripts").glob("*.py"))
+    assert len(scripts) >= 10
+    for script in scripts:
+        lines = [ln for ln in script.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+        assert lines[1] == "start_snakemake_job(snakemake)", script.name
+        assert lines[-1] == "stamp_snakemake_job(snakemake)", script.name
+
+
+def test_clear_sidecars_removes_only_sidecars(tmp_path):
+    out = tmp_path / "w.pt"
+    out.write_bytes(b"old weights")
+    provenance.stamp([out], "train_s1", [], {})
+    provenance.clear_sidecars([out, tmp_path / "never_made.png"])
+    assert out.read_bytes() == b"old weights" and not provenance.sidecar_of(out).exists()

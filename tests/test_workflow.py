@@ -292,3 +292,20 @@ def test_what_would_fail_a_job_later_stops_the_workflow_before_any_job(tmp_path,
     assert result.returncode != 0
     assert expected in result.stdout + result.stderr
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".snakemake") == ["config.yaml"]
+
+
+def test_a_failed_job_leaves_no_sidecar_of_the_previous_run(tmp_path, default_config):
+    """Snakemake deletes a failed job's outputs, not their undeclared sidecars: each job clears
+    them when it starts, so no provenance is left describing a file that is gone."""
+    config = small_demo_config(default_config)
+    target = "resources/degraded/demo/test_00.h5"
+    assert run_snakemake(tmp_path, config, "--cores", "1", target).returncode == 0
+    degraded = tmp_path / target
+    assert degraded.is_file() and read(degraded)["rule"] == "degrade"
+    prepared = tmp_path / "resources" / "prepared" / "demo" / "test_00.h5"
+    prepared.write_bytes(b"not an HDF5 file")  # newer than the output: the rerun of degrade fails
+    result = run_snakemake(tmp_path, config, "--cores", "1", target)
+    assert result.returncode != 0
+    assert "test_00.h5" in result.stderr
+    assert not degraded.exists()
+    assert not Path(str(degraded) + ".prov.json").exists()

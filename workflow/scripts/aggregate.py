@@ -1,11 +1,10 @@
-from hsrdiff.log import setup_logging
+from hsrdiff.provenance import stamp_snakemake_job, start_snakemake_job
 
-setup_logging(snakemake.log[0])
+start_snakemake_job(snakemake)
 
 import pandas as pd
 
 from hsrdiff.evaluation import summarise, write_table
-from hsrdiff.provenance import stamp_snakemake_job
 
 rows = pd.concat([pd.read_csv(path) for path in snakemake.input.rows]).to_dict("records")
 write_table(rows, snakemake.output.metrics)

@@ -1,10 +1,9 @@
-from hsrdiff.log import setup_logging
+from hsrdiff.provenance import stamp_snakemake_job, start_snakemake_job
 
-setup_logging(snakemake.log[0])
+start_snakemake_job(snakemake)
 
 from hsrdiff.baselines import cnmf
 from hsrdiff.files import read_observations, write_fused
-from hsrdiff.provenance import stamp_snakemake_job
 
 obs = read_observations(snakemake.input.observations)
 settings = snakemake.params.settings

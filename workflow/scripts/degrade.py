@@ -1,10 +1,9 @@
-from hsrdiff.log import setup_logging
+from hsrdiff.provenance import stamp_snakemake_job, start_snakemake_job
 
-setup_logging(snakemake.log[0])
+start_snakemake_job(snakemake)
 
 from hsrdiff.data.registry import Scene
 from hsrdiff.data.simulate import degrade_scene
-from hsrdiff.provenance import stamp_snakemake_job
 
 degrade_scene(snakemake.wildcards.dataset, Scene.from_dict(snakemake.params.scene), snakemake.params.degradation,
               snakemake.input.hsi, snakemake.output.observations)

@@ -1,9 +1,8 @@
-from hsrdiff.log import setup_logging
+from hsrdiff.provenance import stamp_snakemake_job, start_snakemake_job
 
-setup_logging(snakemake.log[0])
+start_snakemake_job(snakemake)
 
 from hsrdiff.figures import scene_figures
-from hsrdiff.provenance import stamp_snakemake_job
 
 scene_figures(
     snakemake.input.observations,

@@ -1,9 +1,8 @@
-from hsrdiff.log import setup_logging
+from hsrdiff.provenance import stamp_snakemake_job, start_snakemake_job
 
-setup_logging(snakemake.log[0])
+start_snakemake_job(snakemake)
 
 from hsrdiff.evaluation import write_table
-from hsrdiff.provenance import stamp_snakemake_job
 from hsrdiff.realpair import generalise, load_pair
 
 settings = snakemake.params.pair

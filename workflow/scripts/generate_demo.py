@@ -1,9 +1,8 @@
-from hsrdiff.log import setup_logging
+from hsrdiff.provenance import stamp_snakemake_job, start_snakemake_job
 
-setup_logging(snakemake.log[0])
+start_snakemake_job(snakemake)
 
 from hsrdiff.data.demo import generate_demo
-from hsrdiff.provenance import stamp_snakemake_job
 
 generate_demo(snakemake.params.settings, snakemake.output.scenes)
 

@@ -1,9 +1,8 @@
-from hsrdiff.log import setup_logging
+from hsrdiff.provenance import stamp_snakemake_job, start_snakemake_job
 
-setup_logging(snakemake.log[0])
+start_snakemake_job(snakemake)
 
 from hsrdiff.data.patches import extract_patches
-from hsrdiff.provenance import stamp_snakemake_job
 
 size = snakemake.wildcards.size
 extract_patches(

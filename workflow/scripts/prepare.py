@@ -1,10 +1,9 @@
-from hsrdiff.log import setup_logging
+from hsrdiff.provenance import stamp_snakemake_job, start_snakemake_job
 
-setup_logging(snakemake.log[0])
+start_snakemake_job(snakemake)
 
 from hsrdiff.data.prepare import prepare_scene
 from hsrdiff.data.registry import Scene
-from hsrdiff.provenance import stamp_snakemake_job
 
 prepare_scene(snakemake.wildcards.dataset, Scene.from_dict(snakemake.params.scene), snakemake.params.reader,
               snakemake.input.raw, snakemake.output.hsi)

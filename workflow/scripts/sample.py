@@ -1,9 +1,8 @@
-from hsrdiff.log import setup_logging
+from hsrdiff.provenance import stamp_snakemake_job, start_snakemake_job
 
-setup_logging(snakemake.log[0])
+start_snakemake_job(snakemake)
 
 from hsrdiff.files import read_observations
-from hsrdiff.provenance import stamp_snakemake_job
 from hsrdiff.sampling import fuse_files
 
 obs = read_observations(snakemake.input.observations)
