@@ -95,3 +95,17 @@ def test_the_houston_pair_is_fitted_and_its_misfit_reported():
     assert fit.srf.shape == (3, 48) and (fit.srf >= 0).all()
     assert abs(fit.psf.kernel.sum() - 1) < 1e-6 and (fit.psf.kernel >= 0).all()
     assert 0.05 < fit.residual < 0.5 and np.isfinite(fit.psnr)
+
+
+def test_msi_no_data_is_left_out_of_the_fit():
+    """Houston's RGB has a hole of zeros: pixels 0 in every MSI band are no data, and the LR
+    pixels whose footprint holds one are left out, so the operators still come back."""
+    x, srf = scene(6), nikon()
+    psf = make_psf({"mode": "convolve", "sigma": 1.3}, 4)
+    lr_hsi, hr_msi = spatial_degrade(x, psf), spectral_degrade(x, srf) + np.float32(0.02)
+    hr_msi[:, 40:72, 60:90] = 0  # a masked part of the image
+    fit = estimate_operators(lr_hsi, hr_msi, 4)
+    assert 0.05 < fit.excluded < 0.2
+    assert np.linalg.norm(fit.srf - srf) / np.linalg.norm(srf) < 0.04
+    assert np.abs(fit.psf.kernel - psf.kernel).max() < 0.02 * psf.kernel.max()
+    assert fit.residual < 1e-3
