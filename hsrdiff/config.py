@@ -148,11 +148,19 @@ def check_consistency(config: Mapping[str, Any], source: str = "config") -> list
         if spec.source_kind == "path" and not location.exists():
             raise ConfigError(f"{source}: {key}.source.path: {location} does not exist (from {Path.cwd()})")
         srf = spec.degradation_settings()["srf"]
+        estimated = [k for k in ("psf", "srf") if spec.entry.get(k) == "estimate"]
+        if spec.entry.get("msi_variable") and srf != "estimate":
+            raise ConfigError(f"{source}: {key}.msi_variable: a real pair's response is fitted from it: set srf: estimate "
+                              f"(and psf: estimate when the MSI is ratio times the HSI's size); {key} sets srf {srf!r}")
+        if estimated and not spec.entry.get("msi_variable"):
+            raise ConfigError(f"{source}: {key}.{estimated[0]}: 'estimate' fits the operator from a real pair; set "
+                              f"{key}.msi_variable to the file's MSI variable, or name a response")
         try:
-            response = read_response(srf)
-            wavelengths = spec.entry.get("wavelengths") or {}
-            if {"start", "stop", "count"} <= set(wavelengths):
-                srf_matrix(response, np.linspace(wavelengths["start"], wavelengths["stop"], int(wavelengths["count"])))
+            if srf != "estimate":
+                response = read_response(srf)
+                wavelengths = spec.entry.get("wavelengths") or {}
+                if {"start", "stop", "count"} <= set(wavelengths):
+                    srf_matrix(response, np.linspace(wavelengths["start"], wavelengths["stop"], int(wavelengths["count"])))
         except HsrdiffError as exc:
             raise ConfigError(f"{source}: {key}.srf ({srf}): {exc}") from exc
         ratio = spec.ratio
@@ -165,6 +173,7 @@ def check_consistency(config: Mapping[str, Any], source: str = "config") -> list
         if tile is not None and (tile % ratio or overlap % ratio or overlap >= tile):
             raise ConfigError(f"{source}: sampling.tile {tile} and sampling.overlap {overlap} must be multiples of dataset "
                               f"{name}'s ratio {ratio}, with overlap < tile")
+        pair = " (a real pair: its operators estimated from it)" if spec.entry.get("msi_variable") else ""
         lines.append(f"{name}: {len(spec.train_scenes)} train, {len(spec.test_scenes)} test scenes, ratio {ratio}, "
-                     f"source {spec.source_kind} ({location})")
+                     f"source {spec.source_kind} ({location}){pair}")
     return lines

@@ -125,3 +125,44 @@ def scene_figures(degraded_path: str | Path, fused_paths: Mapping[str, str | Pat
     composite_figure(gt, fused, wavelengths, outputs["composite"], title)
     error_figure(gt, fused, outputs["errors"], title, uncertainty)
     spectra_figure(gt, fused, wavelengths, outputs["spectra"], title)
+
+
+def pair_figure(lr_hsi: np.ndarray, hr_msi: np.ndarray, fused: Mapping[str, np.ndarray], wavelengths: np.ndarray,
+                srf: np.ndarray, path, title: str = "") -> None:
+    """A real pair at full resolution: false colour of the LR-HSI, the MSI and each result (one
+    stretch, from the LR-HSI), each uncertainty map (``fused`` keys ending in " std": the band
+    mean of the per-pixel standard deviation) and the MSI response estimated over the HSI bands."""
+    plt = _plt()
+    bands = rgb_bands(wavelengths)
+    rgb_lr = np.transpose(lr_hsi[bands], (1, 2, 0))
+    low, high = np.percentile(rgb_lr, 1, axis=(0, 1)), np.percentile(rgb_lr, 99, axis=(0, 1))
+    msi = np.transpose(hr_msi[:3] if hr_msi.shape[0] >= 3 else np.repeat(hr_msi[:1], 3, 0), (1, 2, 0))
+    msi_low, msi_high = np.percentile(msi, 1, axis=(0, 1)), np.percentile(msi, 99, axis=(0, 1))
+    images = {"LR-HSI (observed)": false_colour(lr_hsi, bands, low, high),
+              "MSI (observed, offset removed)": np.clip((msi - msi_low) / np.maximum(msi_high - msi_low, 1e-6), 0, 1)}
+    images.update({name: false_colour(cube, bands, low, high) for name, cube in fused.items() if not name.endswith(" std")})
+    maps = {name: cube.mean(0) for name, cube in fused.items() if name.endswith(" std")}
+    n = len(images) + len(maps) + 1
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.3 * rows))
+    axes = np.atleast_1d(axes).ravel()
+    for ax, (name, image) in zip(axes, images.items()):
+        ax.imshow(image, interpolation="nearest")
+        ax.set_title(name, fontsize=9)
+        ax.axis("off")
+    for ax, (name, image) in zip(axes[len(images):], maps.items()):
+        shown = ax.imshow(image, cmap="magma")
+        fig.colorbar(shown, ax=ax, fraction=0.046)
+        ax.set_title(f"{name.replace(' std', '')}: std of the samples", fontsize=9)
+        ax.axis("off")
+    ax = axes[len(images) + len(maps)]
+    for k, curve in enumerate(srf):
+        ax.plot(wavelengths, curve, label=f"MSI band {k}")
+    ax.set_xlabel("wavelength (nm)", fontsize=8)
+    ax.set_title("estimated MSI response", fontsize=9)
+    ax.legend(fontsize=7)
+    for ax in axes[n:]:
+        ax.axis("off")
+    fig.suptitle(f"{title}  (R, G, B = {', '.join(f'{wavelengths[b]:.0f}' for b in bands)} nm)", fontsize=10)
+    _save(fig, path)

@@ -37,11 +37,29 @@ def _attrs(fh: h5py.File) -> dict[str, Any]:
 
 
 # -- prepared scenes ------------------------------------------------------------------------------
-def write_prepared(path: str | Path, hsi: np.ndarray, wavelengths: np.ndarray, attrs: Mapping[str, Any]) -> None:
+def write_prepared(path: str | Path, hsi: np.ndarray, wavelengths: np.ndarray, attrs: Mapping[str, Any],
+                   pair: Mapping[str, np.ndarray] | None = None) -> None:
+    """A prepared scene; ``pair``: a real pair's MSI and estimated operators (PAIR_KEYS)."""
     with atomic_h5(path) as fh:
         _chunked(fh, "hsi", hsi)
         fh.create_dataset("wavelengths", data=np.asarray(wavelengths, dtype=np.float64))
+        for key, value in (pair or {}).items():
+            fh.create_dataset(key, data=value)
         write_attrs(fh, dict(attrs))
+
+
+# What a real pair's prepared scene adds (hsrdiff.data.pair): its observed MSI and the operators
+# estimated from the whole pair.
+PAIR_KEYS = ("msi", "psf_estimated", "srf_estimated", "srf_offset")
+
+
+def read_prepared_pair(path: str | Path) -> dict[str, np.ndarray]:
+    with open_h5(path) as fh:
+        missing = [k for k in PAIR_KEYS if k not in fh]
+        if missing:
+            raise DataError(f"{path}: no {', '.join(missing)}: not a real pair's prepared scene (prepare it again with "
+                            "the entry's msi_variable)")
+        return {k: fh[k][()] for k in PAIR_KEYS}
 
 
 def read_prepared(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

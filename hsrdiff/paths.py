@@ -33,6 +33,12 @@ SUMMARY_MD = "results/{dataset}/summary.md"
 FIGURE = "results/{dataset}/figures/{scene}_{figure}.png"
 FIGURES = ("composite", "errors", "spectra")
 
+# a real pair (datasets with msi_variable) fused at full resolution, judged without a reference
+FULL_FUSED = "results/{dataset}/full_resolution/{method}.h5"
+FULL_TABLE_CSV = "results/{dataset}/full_resolution.csv"
+FULL_TABLE_MD = "results/{dataset}/full_resolution.md"
+FULL_FIGURE = "results/{dataset}/figures/full_resolution.png"
+
 # the real-scenario experiment
 GENERALISED = "results/generalisation/{pair}/fused.h5"
 CONSISTENCY = "results/generalisation/{pair}/consistency.csv"

@@ -50,6 +50,8 @@ def normalise(cube: np.ndarray, divisor: float, path: Path) -> tuple[np.ndarray,
 def prepare_scene(dataset: str, scene: Scene, reader: Mapping[str, Any], raw: str | Path, out_path: str | Path) -> dict:
     """Read, check and normalise one scene from the raw data at ``raw`` and write it to
     ``out_path``. ``reader``: the entry's :meth:`DatasetSpec.reader_settings`. Returns a summary."""
+    if reader.get("msi_variable"):
+        return _prepare_pair_scene(dataset, scene, reader, raw, out_path)
     raw_scene = read_scene(dataset, scene, reader, raw)
     divisor = scale_factor(reader["scale"], raw_scene.cube, raw_scene.source_max, raw_scene.path)
     hsi, counts = normalise(raw_scene.cube, divisor, raw_scene.path)
@@ -63,4 +65,21 @@ def prepare_scene(dataset: str, scene: Scene, reader: Mapping[str, Any], raw: st
     })
     summary = {"scene": scene.name, "split": scene.split, "shape": hsi.shape, "divisor": divisor, **counts}
     log.info("prepared %s/%s: %s", dataset, scene.name, summary)
+    return summary
+
+
+def _prepare_pair_scene(dataset: str, scene: Scene, reader: Mapping[str, Any], raw: str | Path, out_path: str | Path) -> dict:
+    """A region of a real pair: its HSI (the reference at reduced resolution), its MSI, and the
+    operators estimated from the whole pair (the same for every region)."""
+    from hsrdiff.data.pair import fit_attrs, on_one_grid, pair_region, read_pair
+
+    pair = read_pair(dataset, reader, raw)
+    hsi, msi = pair_region(pair, scene)
+    write_prepared(out_path, hsi, pair.wavelengths, {
+        "dataset": dataset, "scene": scene.name, "split": scene.split, "source_file": str(pair.path), **fit_attrs(pair.fit),
+        "msi_grid": "the HSI's" if on_one_grid(pair) else f"{pair.fit.psf.ratio} x the HSI's",
+    }, pair={"msi": msi, "psf_estimated": pair.fit.psf.kernel, "srf_estimated": pair.fit.srf.astype(np.float32),
+             "srf_offset": pair.fit.offset.astype(np.float32)})
+    summary = {"scene": scene.name, "split": scene.split, "hsi": hsi.shape, "msi": msi.shape, "fit_residual": pair.fit.residual}
+    log.info("prepared %s/%s from a real pair: %s", dataset, scene.name, summary)
     return summary

@@ -116,8 +116,13 @@ class DatasetSpec:
 
     # -- the settings of each data stage ------------------------------------------------------
     def reader_settings(self) -> dict:
-        """How to read the raw data (format, variable, axes, wavelengths, crop, bands, scale)."""
-        return {k: v for k, v in self.entry.items() if k not in NOT_READER_KEYS}
+        """How to read the raw data (format, variable, axes, wavelengths, crop, bands, scale); for
+        a real pair (``msi_variable``) also the ratio and the PSF setting, which place the MSI's
+        regions and say whether prepare estimates the blur."""
+        settings = {k: v for k, v in self.entry.items() if k not in NOT_READER_KEYS}
+        if self.entry.get("msi_variable"):
+            settings.update(ratio=self.ratio, psf=self.entry.get("psf"))
+        return settings
 
     def degradation_settings(self) -> dict:
         """How to simulate the observations: ``ratio``, ``psf``, ``srf``, ``noise`` (and the model's version)."""

@@ -7,10 +7,12 @@ import zlib
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 
 from hsrdiff.data.registry import OBSERVATION_MODEL, Scene
 from hsrdiff.degradation import add_noise, crop_to_ratio, make_psf, spatial_degrade, spectral_degrade
+from hsrdiff.errors import DataError
 from hsrdiff.files import read_prepared, write_observations
 from hsrdiff.srf import read_response, srf_matrix
 
@@ -25,6 +27,8 @@ def degrade_scene(dataset: str, scene: Scene, degradation: Mapping[str, Any], pr
     """
     gt, wavelengths = read_prepared(prepared_path)
     ratio = int(degradation["ratio"])
+    if degradation.get("srf") == "estimate":
+        return _degrade_pair_scene(dataset, scene, ratio, degradation.get("psf"), gt, wavelengths, prepared_path, out_path)
     gt, old_size = crop_to_ratio(gt, ratio)
     if old_size:
         log.warning(
@@ -54,5 +58,40 @@ def degrade_scene(dataset: str, scene: Scene, degradation: Mapping[str, Any], pr
         "observation_model": OBSERVATION_MODEL,
     })
     summary = {"scene": scene.name, "gt": gt.shape, "lr_hsi": lr_hsi.shape, "hr_msi": hr_msi.shape, "msi_bands": srf.names}
+    log.info("degraded %s/%s: %s", dataset, scene.name, summary)
+    return summary
+
+
+def _degrade_pair_scene(dataset: str, scene: Scene, ratio: int, psf_cfg, gt: np.ndarray, wavelengths: np.ndarray,
+                        prepared_path: str | Path, out_path: str | Path) -> dict:
+    """The observations of a real pair's region (hsrdiff.data.pair), its estimated response
+    ``srf`` and the MSI less its estimated offset (:func:`hsrdiff.data.pair.msi_without_offset`).
+
+    MSI at ratio x the HSI's size: Wald's reduced resolution, the observed HSI is the reference and
+    both observed images, blurred and decimated by the ratio with the estimated PSF, the inputs.
+    MSI on the HSI's grid: the HSI is the reference, the LR-HSI is simulated with the entry's PSF
+    and the real MSI is the HR-MSI as it is.
+    """
+    from hsrdiff.data.pair import estimated_psf, msi_without_offset
+    from hsrdiff.files import read_prepared_pair
+
+    pair = read_prepared_pair(prepared_path)
+    msi = pair["msi"]
+    reduced = msi.shape[1:] == (gt.shape[1] * ratio, gt.shape[2] * ratio)
+    if gt.shape[1] % ratio or gt.shape[2] % ratio:
+        raise DataError(f"{prepared_path}: region of {gt.shape[1]}x{gt.shape[2]} HSI pixels is not a multiple of the ratio "
+                        f"{ratio}; choose regions in multiples of {ratio}")
+    psf = estimated_psf(pair["psf_estimated"], ratio) if psf_cfg == "estimate" else make_psf(psf_cfg or {}, ratio)
+    lr_hsi = spatial_degrade(gt, psf)
+    hr_msi = msi_without_offset(np.asarray(spatial_degrade(msi, psf)) if reduced else msi, pair["srf_offset"])
+    srf = np.asarray(pair["srf_estimated"], dtype=np.float32)
+    names = ",".join(f"msi_{i}" for i in range(srf.shape[0]))
+    protocol = ("reduced resolution (Wald): the observed HSI is the reference" if reduced else
+                "one grid: the observed HSI is the reference, the LR-HSI simulated, the MSI real")
+    write_observations(out_path, gt, lr_hsi, hr_msi, psf, srf, wavelengths, names, {
+        "dataset": dataset, "scene": scene.name, "split": scene.split, "srf_source": "estimated from the pair",
+        "protocol": protocol, "observation_model": OBSERVATION_MODEL,
+    })
+    summary = {"scene": scene.name, "gt": gt.shape, "lr_hsi": tuple(lr_hsi.shape), "hr_msi": hr_msi.shape, "protocol": protocol}
     log.info("degraded %s/%s: %s", dataset, scene.name, summary)
     return summary

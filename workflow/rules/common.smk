@@ -57,13 +57,16 @@ def train_degraded(wildcards):
 
 
 def all_inputs(wildcards):
-    """Targets of `all`: patches, the last stage's weights, the summary table and the figures."""
+    """Targets of `all`: patches, the last stage's weights, the summary table and the figures (and
+    a real pair's full-resolution table)."""
     targets = []
     for spec in SPECS.values():
         targets += [str(spec.patches_path(size)) for size in PATCH_SIZES]
         targets += [final_weights(spec, method) for method in TRAINED]
         targets.append(paths.fill(paths.SUMMARY_MD, dataset=spec.name))
         targets += [paths.fill(paths.FIGURE, dataset=spec.name, scene=scene, figure="composite") for scene in spec.test_scenes]
+        if spec.entry.get("msi_variable") and spec.entry.get("psf") == "estimate":  # a real pair at ratio: also fused at full resolution
+            targets.append(paths.fill(paths.FULL_TABLE_MD, dataset=spec.name))
     targets += [paths.fill(paths.CONSISTENCY, pair=pair) for pair in config["generalisation"]["run"]]
     return targets
 
@@ -191,6 +194,16 @@ def generalisation_settings(wildcards):
 
 def generalisation_file(wildcards):
     return generalisation_settings(wildcards)["path"]
+
+
+def full_resolution_inputs(wildcards):
+    """The pair's file and the final weights of each trained method compared on it."""
+    spec = spec_of(wildcards)
+    if not (spec.entry.get("msi_variable") and spec.entry.get("psf") == "estimate"):
+        raise ValueError(f"dataset '{spec.name}' is not a real pair at a ratio (msi_variable, psf: estimate): it has no "
+                         "full-resolution run")
+    return {"pair": str(spec.raw_location()),
+            **{m: final_weights(spec, m) for m in config["evaluation"]["methods"] if m in TRAINED}}
 
 
 def generalisation_weights(wildcards):

@@ -194,3 +194,39 @@ rule generalise:
         runtime="2h",
     script:
         "../scripts/generalise.py"
+
+
+# A real pair (msi_variable): the pair itself fused by every compared method, judged without a
+# reference (hsrdiff.realpair.full_resolution); the trained methods are those trained on it at
+# reduced resolution.
+rule full_resolution:
+    input:
+        unpack(full_resolution_inputs),
+    output:
+        fused=[paths.fill(paths.FULL_FUSED, method=m) for m in config["evaluation"]["methods"]],
+        table_csv=report(paths.FULL_TABLE_CSV, caption="../report/full_resolution.rst", category="{dataset}",
+                         subcategory="tables"),
+        table_md=paths.FULL_TABLE_MD,
+        figure=report(paths.FULL_FIGURE, caption="../report/full_resolution.rst", category="{dataset}",
+                      subcategory="figures"),
+    params:
+        reader=reader_settings,
+        methods=config["evaluation"]["methods"],
+        trained=[m for m in config["evaluation"]["methods"] if m in TRAINED],
+        schedule=config["diffusion"]["sample_schedule"],
+        sampling={**config["sampling"], "n_samples": config["evaluation"]["full_resolution_samples"]},
+        cnmf=config["evaluation"]["cnmf"],
+    conda:
+        "../envs/hsrdiff.yaml"
+    log:
+        "logs/full_resolution/{dataset}.log",
+    benchmark:
+        "benchmarks/full_resolution/{dataset}.tsv"
+    threads: 4
+    resources:
+        gpu=1,
+        cpus_per_gpu=cpus_per_gpu,
+        mem_mb=16000,
+        runtime="2h",
+    script:
+        "../scripts/full_resolution.py"
