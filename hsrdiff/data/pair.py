@@ -90,7 +90,7 @@ def read_pair(dataset: str, reader: Mapping[str, Any], raw: str | Path) -> Pair:
 
 
 def _fill_nodata(msi: np.ndarray, hsi: np.ndarray, fit: OperatorFit) -> np.ndarray:
-    """MSI pixels that are 0 in every band (no data: Houston's RGB has a 5000-pixel hole) filled
+    """MSI pixels that are 0 in every band (no data: Houston's RGB has a hole of 5065 pixels) filled
     with what the HSI predicts there through the estimated response (R bicubic(HSI) + offset), so
     that fusion falls back on the HSI there instead of reading a black hole as detail."""
     from hsrdiff.baselines import bicubic
@@ -140,5 +140,5 @@ def estimated_psf(kernel: np.ndarray, ratio: int) -> PSF:
 def msi_without_offset(msi: np.ndarray, offset: np.ndarray) -> np.ndarray:
     """The MSI less the offset of its estimated response, so that msi = srf @ hsi holds as in
     simulated data (the training loss, CNMF and the consistency checks assume it). The few values
-    the linear fit leaves below zero (3.4% of the Houston RGB's pixels, down to -0.11) are set to 0."""
+    the linear fit leaves below zero (2.2% of the Houston RGB's pixels, down to -0.12) are set to 0."""
     return np.clip(np.asarray(msi, dtype=np.float32) - np.asarray(offset, dtype=np.float32)[:, None, None], 0.0, None)
