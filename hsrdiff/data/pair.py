@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Pair:
     hsi: np.ndarray  # (L, h, w) on [0, 1]: the observed HSI
-    msi: np.ndarray  # (l, h * ratio, w * ratio) on [0, 1]: the observed MSI
+    msi: np.ndarray  # (l, h * ratio, w * ratio), or (l, h, w) on one grid, on [0, 1]: the observed MSI
     wavelengths: np.ndarray
     path: Path
     fit: OperatorFit
