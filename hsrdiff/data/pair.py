@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+import h5py
 import numpy as np
 
-from hsrdiff.data.readers import _read_variable, read_scene
+from hsrdiff.data.readers import _open_array, read_scene
 from hsrdiff.data.registry import Scene
 from hsrdiff.degradation import PSF, make_psf
 from hsrdiff.errors import ConfigError, DataError
@@ -51,10 +52,11 @@ def read_pair(dataset: str, reader: Mapping[str, Any], raw: str | Path) -> Pair:
     ratio = int(reader["ratio"])
     scene = read_scene(dataset, Scene("pair", "test"), reader, raw)
     hsi, _ = normalise(scene.cube, scale_factor(reader["scale"], scene.cube, scene.source_max, scene.path), scene.path)
-    stored = np.asarray(_read_variable(scene.path, reader["msi_variable"], reader["reader"]))
-    axes = reader.get("axis_order", "hwb")
-    if reader["reader"] == "mat" and _is_hdf5(scene.path):
-        axes = axes[::-1]  # MATLAB v7.3: HDF5 shows the axes reversed
+    stored, axes = _open_array(scene.path, reader["reader"], reader["msi_variable"], reader)
+    if isinstance(stored, h5py.Dataset):
+        with stored.file:
+            stored = stored[()]
+    stored = np.asarray(stored)
     if stored.ndim != 3 or sorted(axes) != ["b", "h", "w"]:
         raise DataError(f"{scene.path}: MSI '{reader['msi_variable']}' has shape {stored.shape}; expected 3 axes ({axes})")
     msi_raw = np.transpose(stored, [axes.index(a) for a in "bhw"])
@@ -102,12 +104,6 @@ def _fill_nodata(msi: np.ndarray, hsi: np.ndarray, fit: OperatorFit) -> np.ndarr
     log.warning("MSI: %d pixels (%.2f%%) are 0 in every band (no data); filled from the HSI through the estimated response",
                 int(empty.sum()), 100 * empty.mean())
     return np.where(empty[None], np.clip(predicted, 0, 1), msi).astype(np.float32)
-
-
-def _is_hdf5(path: Path) -> bool:
-    import h5py
-
-    return h5py.is_hdf5(path)
 
 
 def on_one_grid(pair: Pair) -> bool:
