@@ -7,6 +7,7 @@ the summed weights), so memory follows the tile size and tiling leaves no seams.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any, Mapping
@@ -55,6 +56,9 @@ class TiledDenoiser:
 
     Tiles all have one size, so up to ``tile_batch`` of them go through the network together;
     their conditions (the SR stream's features) are computed once, here, and reused by every step.
+    Takes and returns the model's diffusion variable (the image, or the scaled residual of
+    ``model.diffuse: residual``); the image it stands for is clipped to [-1, 1] on the way, and
+    ``to_image`` turns a sample back into the image.
     """
 
     def __init__(self, model: Denoiser, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, ratio: int,
@@ -67,7 +71,7 @@ class TiledDenoiser:
         self.chunks = [self.boxes[i : i + tile_batch] for i in range(0, len(self.boxes), tile_batch)]
         self.conditions = []
         # Each tile's base is cut from the whole image's, as in training (patches.BASE_PREFIX).
-        base = model.base(lr_hsi, hr_msi)
+        self.base = base = model.base(lr_hsi, hr_msi)
         for chunk in self.chunks:
             lr_tiles = torch.cat([lr_hsi[..., r0 // ratio : r1 // ratio, c0 // ratio : c1 // ratio] for r0, r1, c0, c1 in chunk])
             msi_tiles = torch.cat([hr_msi[..., r0:r1, c0:c1] for r0, r1, c0, c1 in chunk])
@@ -86,7 +90,13 @@ class TiledDenoiser:
         """Network calls per denoising step."""
         return len(self.chunks)
 
+    def to_image(self, y: torch.Tensor) -> torch.Tensor:
+        return self.model.from_diffusion(y, self.base)
+
     def __call__(self, x_t: torch.Tensor, noise_level: torch.Tensor) -> torch.Tensor:
+        return self.model.to_diffusion(self._image(x_t, noise_level).clamp(-1, 1), self.base)
+
+    def _image(self, x_t: torch.Tensor, noise_level: torch.Tensor) -> torch.Tensor:
         if len(self.boxes) == 1:
             return self.model.denoise(x_t, noise_level, self.conditions[0])
         if x_t.shape[0] != 1:
@@ -125,11 +135,14 @@ def fuse(model: Denoiser, lr_hsi, hr_msi, ratio: int, sampler: Sampler | Schedul
         else:
             if sampler is None or isinstance(sampler, Schedule):
                 sampler = AncestralSampler(sampler or Schedule.from_config({"steps": 100, "beta_start": 1e-4, "beta_end": 0.1}))
+            # x0_fn clips the image itself; the variable it returns need not lie in [-1, 1]
+            sampler = copy.copy(sampler)
+            sampler.clip = None
             samples = []
             for i in range(n_samples):
                 generator = torch.Generator(device=device).manual_seed(seed + i)
                 samples.append(sampler.sample(x0_fn, shape, device=device, generator=generator))
-        stack = torch.cat([to_data_range(s).clamp(0, 1) for s in samples])
+        stack = torch.cat([to_data_range(x0_fn.to_image(s)).clamp(0, 1) for s in samples])
         if torch.device(device).type == "cuda":
             torch.cuda.synchronize(device)
         std = stack.std(dim=0, unbiased=False).cpu().numpy() if len(samples) > 1 else None
@@ -261,13 +274,16 @@ def x0_quality_by_noise_level(weights: str | Path, observation_files, levels=(0.
     for path in observation_files:
         obs = read_observations(path)
         gt = torch.as_tensor(obs.need("gt"))[None].to(dev)
-        cond = model.encode(to_model_range(torch.as_tensor(obs.lr_hsi)[None].to(dev)),
-                            to_model_range(torch.as_tensor(obs.hr_msi)[None].to(dev)))
+        lr_hsi = to_model_range(torch.as_tensor(obs.lr_hsi)[None].to(dev))
+        hr_msi = to_model_range(torch.as_tensor(obs.hr_msi)[None].to(dev))
+        base = model.base(lr_hsi, hr_msi)
+        cond = model.encode(lr_hsi, hr_msi, base)
         for level in levels:
             eps = torch.randn(gt.shape, generator=torch.Generator().manual_seed(seed)).to(dev)
             sqrt_gamma = torch.tensor([level], device=dev)
-            x_t = q_sample(to_model_range(gt), sqrt_gamma, eps)
+            x_t = q_sample(model.to_diffusion(to_model_range(gt), base), sqrt_gamma, eps)
             x0_hat = to_data_range(model.denoise(x_t, sqrt_gamma, cond)).clamp(0, 1)
-            scores[level].append((psnr(x0_hat[0].cpu().numpy(), obs.gt), psnr(to_data_range(x_t).clamp(0, 1)[0].cpu().numpy(), obs.gt)))
+            x_t_image = to_data_range(model.from_diffusion(x_t, base)).clamp(0, 1)  # what the noisy input says of the image
+            scores[level].append((psnr(x0_hat[0].cpu().numpy(), obs.gt), psnr(x_t_image[0].cpu().numpy(), obs.gt)))
     return [{"sqrt_gamma": level, "noise_std": float((1 - level**2) ** 0.5), "x0_hat_psnr": float(np.mean([s[0] for s in v])),
              "x_t_psnr": float(np.mean([s[1] for s in v]))} for level, v in scores.items()]

@@ -136,3 +136,27 @@ def test_residual_preconditioning_passes_a_noiseless_input_through_and_shapes_by
         # a small noise level: x0_hat is close to x_t (the skip dominates), unlike without preconditioning
         x_t = 0.9999 * x0 + (1 - 0.9999**2) ** 0.5 * torch.randn(1, 6, 16, 16)
         assert (model.denoise(x_t, torch.tensor([0.9999]), cond) - x0).abs().mean() < 0.1
+
+
+def test_residual_diffusion_variable_round_trips_and_scales_the_output():
+    torch.manual_seed(4)
+    model = build_model(ModelConfig(6, 3, channels=8, depth=2, heads=2, window=4, diffuse="residual", residual_scale=0.05)).eval()
+    x0, base = torch.rand(2, 6, 8, 8) * 2 - 1, torch.rand(2, 6, 8, 8) * 2 - 1
+    y = model.to_diffusion(x0, base)
+    torch.testing.assert_close(y, (x0 - base) / 0.05)
+    torch.testing.assert_close(model.from_diffusion(y, base), x0)
+    lr_hsi, hr_msi = torch.randn(1, 6, 2, 2), torch.randn(1, 3, 8, 8)
+    cond = model.encode(lr_hsi, hr_msi)
+    torch.nn.init.constant_(model.reconstruct.bias, 2.0)
+    # x0_hat = base + scale * F(x_t): F = 2 everywhere puts x0_hat 0.1 above the (bicubic) base
+    torch.testing.assert_close(model.denoise(torch.randn(1, 6, 8, 8), torch.tensor([0.5]), cond), cond.lr_up + 0.1)
+    image = build_model(ModelConfig(6, 3, channels=8, depth=2, heads=2, window=4))
+    torch.testing.assert_close(image.to_diffusion(x0, base), x0)
+
+
+@pytest.mark.parametrize("bad,match", [({"diffuse": "latent"}, "unknown model.diffuse"),
+                                       ({"diffuse": "residual", "preconditioning": "residual"}, "preconditioning none"),
+                                       ({"residual_scale": 0.0}, "positive")])
+def test_residual_diffusion_settings_are_checked(bad, match):
+    with pytest.raises(ValueError, match=match):
+        build_model(ModelConfig(6, 3, channels=8, depth=2, heads=2, window=4, **bad))

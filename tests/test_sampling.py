@@ -206,3 +206,46 @@ def test_bench_sampling_writes_its_table_csv_and_plot(weights_and_scene, tmp_pat
     assert table[(table.n_samples == 1) & (table.sampler != "regression")].uncertainty_rank_corr.isna().all()
     assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
     assert "| dpm-solver++ | log_snr | 2 | 2 | 4 |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("sampler_name", ["ancestral", "ddim", "dpm-solver++"])
+def test_residual_diffusion_samples_the_residual_unclipped_and_returns_base_plus_it(observation, sampler_name):
+    """model.diffuse residual: the sampler walks (x0 - base) / scale, which may leave [-1, 1]; only
+    the image it stands for is clipped. A network whose output is the constant 3 (three scales
+    above its base everywhere) fuses to base + 3 scale; clipping the residual variable to [-1, 1]
+    would give base + scale."""
+    from hsrdiff.diffusion import make_sampler, sampling_levels
+
+    lr, msi = observation
+    scale = 0.01
+    model = build_model(ModelConfig(6, 3, channels=8, depth=2, heads=2, window=8, diffuse="residual", residual_scale=scale)).eval()
+    torch.nn.init.constant_(model.reconstruct.bias, 3.0)
+    base = F.interpolate(torch.from_numpy(lr)[None], scale_factor=4, mode="bicubic", align_corners=False)[0].numpy()
+    expected = np.clip(base + 3 * scale / 2, 0, 1)  # 3 scales on the [-1, 1] scale: half that on [0, 1]
+    sampler = make_sampler(sampler_name, sampling_levels({"spacing": "log_snr", "steps": 4}))
+    for mode in ("diffusion", "regression"):
+        out = fuse(model, lr, msi, 4, sampler, mode=mode, tile=32, overlap=16, n_samples=2).fused
+        np.testing.assert_allclose(out, expected, atol=2e-5)
+    assert sampler.clip == (-1.0, 1.0)  # the caller's sampler is left as it was
+
+
+def test_residual_diffusion_probe_noises_the_residual(observation, tmp_path):
+    """For a residual model the probe noises (x0 - base) / scale: at noise std 1 its x_t says
+    about as much as the base, not nothing (the image-space probe's x_t scores ~6 dB there)."""
+    from hsrdiff.degradation import make_psf
+    from hsrdiff.files import write_observations
+    from hsrdiff.models import save_atomic
+    from hsrdiff.sampling import x0_quality_by_noise_level
+
+    lr, msi = observation
+    up = F.interpolate(torch.from_numpy(lr)[None], scale_factor=4, mode="bicubic", align_corners=False)[0].numpy()
+    gt = np.clip(up + np.random.default_rng(0).normal(0, 0.01, up.shape), 0, 1).astype(np.float32)
+    write_observations(tmp_path / "obs.h5", gt, lr, msi, make_psf({"mode": "block"}, 4), np.full((3, 6), 1 / 6, np.float32),
+                       np.arange(6.0), "a,b,c", {})
+    mc = ModelConfig(6, 3, channels=8, depth=2, heads=2, window=8, diffuse="residual", residual_scale=0.02)
+    save_atomic({"model_config": mc.to_dict(), "state_dict": build_model(mc).state_dict(), "mode": "diffusion", "ratio": 4},
+                tmp_path / "w.pt")
+    rows = {r["sqrt_gamma"]: r for r in x0_quality_by_noise_level(tmp_path / "w.pt", [tmp_path / "obs.h5"], device="cpu")}
+    # noise std 1 on the residual scale is 0.01 on [0, 1] (40 dB), the residual itself 0.01
+    assert 32 < rows[0.0]["x_t_psnr"] < 42
+    assert rows[0.9999]["x_t_psnr"] > rows[0.0]["x_t_psnr"] + 30

@@ -304,3 +304,35 @@ def test_bench_train_reports_a_size_that_does_not_fit_and_goes_on(monkeypatch, c
     out = capsys.readouterr().out
     assert "| cpu | 8 | 16 | 1 | out of memory |" in out
     assert [(r.channels, r.patch) for r in rows] == [(8, 8)]
+
+
+def test_residual_diffusion_takes_its_scale_from_the_patches_and_keeps_it_through_the_stages(demo_data, tmp_path):
+    """model.diffuse residual with residual_scale auto: the first stage measures the std of
+    x0 - base over the patches ([-1, 1] scale, two significant digits), the next stage inherits
+    the weights' value, and the trained diffusion network fuses to finite values; an image-space
+    model keeps 1."""
+    from hsrdiff.baselines import fusion_base
+
+    training, diffusion = training_defaults(checkpoint_every=100)
+    stage = {"name": "s1", "patch_size": 32, "batch_size": 4, "iterations": 3, "learning_rate": 1e-3, "trainable": "all"}
+    model_cfg = {**TINY_MODEL, "diffuse": "residual", "residual_scale": "auto"}
+    train_stage(StagePaths(demo_data / "p32.h5", tmp_path / "s1.pt", tmp_path / "c1"), stage, model_cfg, training, diffusion)
+    scale = load_file(tmp_path / "s1.pt")["model_config"]["residual_scale"]
+    data = PatchDataset(demo_data / "p32.h5")
+    psf, _ = data.operators()
+    items = [data[i] for i in range(len(data))]
+    gt = torch.stack([it["gt"] for it in items])
+    base = fusion_base("bicubic", torch.stack([it["lr_hsi"] for it in items]), torch.stack([it["hr_msi"] for it in items]), psf)
+    assert scale == pytest.approx(float(f"{float((2 * (gt - base)).double().std()):.2g}"), rel=0.06)
+    assert 0.005 < scale < 0.5
+    stage2 = {**stage, "name": "s2", "iterations": 1}
+    train_stage(StagePaths(demo_data / "p32.h5", tmp_path / "s2.pt", tmp_path / "c2", init_weights=tmp_path / "s1.pt"),
+                stage2, model_cfg, training, diffusion)
+    model, blob = load_weights(tmp_path / "s2.pt")
+    assert blob["model_config"]["residual_scale"] == scale
+    obs_lr, obs_msi = items[0]["lr_hsi"].numpy(), items[0]["hr_msi"].numpy()
+    fused = fuse(model, obs_lr, obs_msi, 4, sampler=Schedule.from_config({"steps": 3, "beta_start": 1e-3, "beta_end": 0.5})).fused
+    assert np.isfinite(fused).all()
+    train_stage(StagePaths(demo_data / "p32.h5", tmp_path / "img.pt", tmp_path / "c3"), {**stage, "iterations": 1},
+                {**TINY_MODEL, "residual_scale": "auto"}, training, diffusion)
+    assert load_file(tmp_path / "img.pt")["model_config"]["residual_scale"] == 1.0

@@ -53,6 +53,10 @@ class ModelConfig:
     # weights file alone rebuilds the network: {kernel, ratio, mode, offset}).
     base: str = "bicubic"
     base_psf: dict | None = None
+    # What the diffusion noises: the image x0 ("image", SR3's and the paper's) or the scaled
+    # residual (x0 - base) / residual_scale ("residual", ours, as SRDiff), on the [-1, 1] scale.
+    diffuse: str = "image"
+    residual_scale: float = 1.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,6 +106,12 @@ class Denoiser(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
+        if config.diffuse not in ("image", "residual"):
+            raise ValueError(f"unknown model.diffuse '{config.diffuse}'; expected image or residual")
+        if config.diffuse == "residual" and config.preconditioning != "none":
+            raise ValueError("model.diffuse residual already makes x_t a residual; use it with preconditioning none")
+        if not config.residual_scale > 0:
+            raise ValueError(f"model.residual_scale must be positive; got {config.residual_scale}")
         # Recompute each layer's activations in the backward pass instead of storing them:
         # what lets the paper's width train on full-resolution images (set by the trainer).
         self.activation_checkpointing = False
@@ -129,6 +139,18 @@ class Denoiser(nn.Module):
             psf = self._psf
         return fusion_base(self.config.base, (lr_hsi + 1) * 0.5, (hr_msi + 1) * 0.5, psf) * 2 - 1
 
+    def to_diffusion(self, x0: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        """The variable the diffusion noises, from an image x0 and its base (both on [-1, 1])."""
+        if self.config.diffuse == "residual":
+            return (x0 - base) / self.config.residual_scale
+        return x0
+
+    def from_diffusion(self, y: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        """The image on [-1, 1] that the diffusion variable ``y`` stands for (inverse of ``to_diffusion``)."""
+        if self.config.diffuse == "residual":
+            return base + self.config.residual_scale * y
+        return y
+
     def encode(self, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, base: torch.Tensor | None = None) -> Condition:
         """``base``: the base of these images cut from the whole scene's ([-1, 1]); None computes it here."""
         size = tuple(hr_msi.shape[-2:])
@@ -138,6 +160,7 @@ class Denoiser(nn.Module):
         return Condition(lr_up, inputs, self._features(inputs), size)
 
     def denoise(self, x_t: torch.Tensor, noise_level: torch.Tensor, features: Condition) -> torch.Tensor:
+        """x0_hat, the image on [-1, 1], from ``x_t``, the noised diffusion variable (``to_diffusion``)."""
         h, w = features.size
         x = _pad_to_multiple(x_t, self.pad_multiple)
         lr_up = features.lr_up
@@ -151,6 +174,9 @@ class Denoiser(nn.Module):
             noisy_residual = x - g * lr_up
             x0_hat = lr_up + (g * r * r / (d * d)) * noisy_residual \
                 + (r * s / d) * self._residual(noisy_residual / d, noise_level, features)
+        elif self.config.diffuse == "residual":
+            # x_t is already a residual of about unit spread; so is the network's output
+            x0_hat = lr_up + self.config.residual_scale * self._residual(x, noise_level, features)
         elif self.config.preconditioning == "none":
             x0_hat = self._residual(x, noise_level, features) + lr_up
         else:

@@ -119,6 +119,28 @@ class Parts:
     ema: EMA
 
 
+def _residual_scale(dataset: PatchDataset, base: str, psf: PSF, init_weights: Path | None, count: int = 256) -> float:
+    """``model.residual_scale: auto``: the previous stage's value, or, for a first stage, the
+    standard deviation of x0 - base on the [-1, 1] scale over up to ``count`` patches spread
+    through the file (two significant digits, so that it reads as a setting)."""
+    from hsrdiff.baselines import fusion_base
+
+    if init_weights is not None:
+        return float(load_file(init_weights)["model_config"]["residual_scale"])
+    picks = torch.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().long().unique().tolist()
+    residuals = []
+    for item in map(dataset.__getitem__, picks):
+        patch_base = item.get(BASE_PREFIX + base)
+        if patch_base is None:  # a file cut without this base: the base of the patch alone
+            patch_base = fusion_base(base, item["lr_hsi"][None], item["hr_msi"][None], psf)[0]
+        residuals.append((2 * (item["gt"] - patch_base)).flatten())
+    std = float(torch.cat(residuals).double().std())
+    if not std > 0:
+        raise ConfigError(f"{dataset.path}: the patches equal their {base} base (residual std {std}); "
+                          "set model.residual_scale to a number")
+    return float(f"{std:.2g}")
+
+
 def _trainable(model, which: str) -> list[torch.nn.Parameter]:
     if which == "all":
         return list(model.parameters())
@@ -218,14 +240,13 @@ def train_step(net: torch.nn.Module, parts: Parts, batch: Mapping[str, torch.Ten
     ``base``, on [0, 1], on the device) at noise
     levels ``sqrt_gamma`` (B,) with noise ``eps``; returns the loss terms. ``net``: the model, or
     its DDP/compiled wrapper."""
-    gt, lr_hsi, hr_msi = batch["gt"], batch["lr_hsi"], batch["hr_msi"]
-    base = batch.get("base")
-    x0 = to_model_range(gt)
-    x_t = q_sample(x0, sqrt_gamma, eps) if settings.mode == "diffusion" else eps
+    gt, lr_hsi, hr_msi = batch["gt"], to_model_range(batch["lr_hsi"]), to_model_range(batch["hr_msi"])
+    model = parts.model
+    base = to_model_range(batch["base"]) if "base" in batch else model.base(lr_hsi, hr_msi)
+    x_t = q_sample(model.to_diffusion(to_model_range(gt), base), sqrt_gamma, eps) if settings.mode == "diffusion" else eps
     with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_bf16):
-        x0_hat = net(x_t, sqrt_gamma, to_model_range(lr_hsi), to_model_range(hr_msi),
-                     None if base is None else to_model_range(base))
-    terms = fusion_loss(to_data_range(x0_hat.float()), gt, lr_hsi, hr_msi, psf, srf, settings.lambda_lr,
+        x0_hat = net(x_t, sqrt_gamma, lr_hsi, hr_msi, base)
+    terms = fusion_loss(to_data_range(x0_hat.float()), gt, batch["lr_hsi"], batch["hr_msi"], psf, srf, settings.lambda_lr,
                         settings.lambda_msi)
     parts.optimizer.zero_grad(set_to_none=True)
     terms["loss"].backward()
@@ -288,6 +309,9 @@ def train_stage(
     first = dataset[0]
     if model_cfg.get("base") == "glp-hs":  # the base needs the data's PSF; the weights file keeps it
         model_cfg = {**model_cfg, "base_psf": psf.to_dict()}
+    if model_cfg.get("residual_scale") == "auto":  # only the residual diffusion uses it
+        scale = _residual_scale(dataset, base, psf, paths.init_weights) if model_cfg.get("diffuse") == "residual" else 1.0
+        model_cfg = {**model_cfg, "residual_scale": scale}
     mc = ModelConfig(hsi_bands=first["gt"].shape[0], msi_bands=first["hr_msi"].shape[0], **model_cfg)
     base_key = BASE_PREFIX + mc.base
     if base_key not in first:
