@@ -44,10 +44,15 @@ def rmse(estimate, reference) -> float:
 
 
 def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """The normalised 1-D Gaussian; the 2-D window is its outer product, applied as two passes."""
     x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-0.5 * (x / sigma) ** 2)
-    g = g / g.sum()
-    return (g[:, None] * g[None, :])[None, None]
+    return g / g.sum()
+
+
+def _filter(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    # separable: 2 x 11 taps per pixel instead of 121 (a 512x512x31 cube's SSIM: 42 s -> a few s)
+    return F.conv2d(F.conv2d(x, g[None, None, None, :]), g[None, None, :, None])
 
 
 def ssim(estimate, reference, data_range: float = 1.0, window: int = 11, sigma: float = 1.5) -> float:
@@ -55,12 +60,12 @@ def ssim(estimate, reference, data_range: float = 1.0, window: int = 11, sigma: 
     b, c, h, w = est.shape
     if min(h, w) < window:
         raise ValueError(f"SSIM needs images of at least {window}x{window}, got {h}x{w}")
-    k = _gaussian_window(window, sigma).to(est)
+    g = _gaussian_window(window, sigma).to(est)
     x, y = est.reshape(b * c, 1, h, w), ref.reshape(b * c, 1, h, w)
-    mu_x, mu_y = F.conv2d(x, k), F.conv2d(y, k)
-    sxx = F.conv2d(x * x, k) - mu_x**2
-    syy = F.conv2d(y * y, k) - mu_y**2
-    sxy = F.conv2d(x * y, k) - mu_x * mu_y
+    mu_x, mu_y = _filter(x, g), _filter(y, g)
+    sxx = _filter(x * x, g) - mu_x**2
+    syy = _filter(y * y, g) - mu_y**2
+    sxy = _filter(x * y, g) - mu_x * mu_y
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
     return float(s.mean(dim=(1, 2, 3)).mean())
