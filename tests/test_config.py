@@ -118,6 +118,29 @@ def test_paper_configs_are_valid_overlays(name, default_config):
     assert all(s["patch_size"] == "full" or s["patch_size"] % ratio == 0 for s in stages)
 
 
+OVERLAYS = sorted(str(p.relative_to(REPO / "config")) for p in (REPO / "config").glob("*/*.yaml"))
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_every_shipped_overlay_validates_with_its_stage_plans(name, default_config):
+    """Each overlay the docs tell users to run (bench, ablation, paper, real) is valid after
+    config.yaml (and cave.yaml for the GPU variants of the CAVE benchmark), and every trained
+    method it compares has a stage chain whose patch sizes suit its dataset's ratio."""
+    from hsrdiff.config import deep_merge
+    from hsrdiff.methods import stage_plan, trained_methods
+
+    config = default_config
+    chain = ["bench/cave.yaml"] if name.startswith("bench/cave-") else []
+    for part in chain + [name]:
+        config = deep_merge(config, yaml.safe_load((REPO / "config" / part).read_text()))
+    config = validate_config(config)
+    for dataset in config["active_datasets"]:
+        ratio = int(config["datasets"][dataset]["ratio"])
+        for method in trained_methods(config):
+            plan = stage_plan(config, dataset, ratio, method)
+            assert plan and all(s.patch_size == "full" or s.patch_size % ratio == 0 for s in plan), (name, method)
+
+
 def test_renamed_keys_name_their_new_spelling(default_config):
     old = {**copy.deepcopy(default_config), "variants": {"unet": {"model": {"variant": "u-net"}}}}
     with pytest.raises(ConfigError, match="'variants' is now 'trained_methods'"):
