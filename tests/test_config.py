@@ -165,6 +165,19 @@ def test_stage_plan_chains_the_stages_of_a_method(default_config):
         stage_plan(config, "demo", 4)
 
 
+def test_a_trained_method_overrides_the_loss_weights(default_config):
+    from hsrdiff.methods import stage_plan
+    from hsrdiff.training.settings import TrainingSettings
+
+    overlay = {"trained_methods": {"angle": {"training": {"loss": {"lambda_sam": 0.5}}}}}
+    config = validate_config({**copy.deepcopy(default_config), **overlay})
+    angle = TrainingSettings.from_dict(stage_plan(config, "demo", 4, "angle")[0].settings["training"])
+    main_method = TrainingSettings.from_dict(stage_plan(config, "demo", 4)[0].settings["training"])
+    assert (angle.lambda_sam, angle.lambda_lr, angle.lambda_msi) == (0.5, 1.0, 1.0)
+    assert main_method.lambda_sam == 0.0
+    assert TrainingSettings.from_dict(angle.to_dict()) == angle
+
+
 def _write(path, data):
     path.write_text(yaml.safe_dump(data))
     return str(path)

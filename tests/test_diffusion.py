@@ -112,6 +112,29 @@ def test_loss_terms_use_the_observation_model():
     assert x0_hat.grad.abs().sum() > 0
 
 
+def test_spectral_angle_term_sees_shape_not_brightness():
+    from hsrdiff.diffusion.loss import spectral_angle
+
+    g = torch.Generator().manual_seed(4)
+    gt = torch.rand(1, 5, 4, 4, generator=g) + 0.1
+    psf, srf = make_psf({"mode": "block"}, 4), torch.full((1, 5), 0.2)
+    lr_hsi, hr_msi = spatial_degrade(gt, psf), spectral_degrade(gt, srf)
+    # a brighter copy of each spectrum has angle 0; a spectrum turned by a known angle has that angle
+    assert spectral_angle(3 * gt, gt).max() < 2e-3
+    a, b = torch.zeros(1, 5, 1, 1), torch.zeros(1, 5, 1, 1)
+    a[0, 0], b[0, 0], b[0, 1] = 1.0, 1.0, 1.0
+    torch.testing.assert_close(spectral_angle(a, b), torch.full((1, 1, 1), torch.pi / 4))
+    off = fusion_loss(gt, gt, lr_hsi, hr_msi, psf, srf)
+    assert off["sam_term"] == 0  # off by default: not even computed
+    x0_hat = (gt * torch.linspace(0.8, 1.2, 5).view(1, 5, 1, 1)).requires_grad_(True)  # a tilted spectrum
+    on = fusion_loss(x0_hat, gt, lr_hsi, hr_msi, psf, srf, lambda_sam=0.5)
+    plain = fusion_loss(x0_hat, gt, lr_hsi, hr_msi, psf, srf)
+    assert on["sam_term"] > 0.01
+    torch.testing.assert_close(on["loss"], plain["loss"] + 0.5 * spectral_angle(x0_hat, gt).mean())
+    on["loss"].backward()
+    assert torch.isfinite(x0_hat.grad).all()
+
+
 def test_range_mapping_round_trip():
     x = torch.rand(10)
     torch.testing.assert_close(to_data_range(to_model_range(x)), x)

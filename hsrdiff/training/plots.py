@@ -17,8 +17,9 @@ def plot_loss_curve(csv_path: str | Path, png_path: str | Path, title: str = "")
 
     df = pd.read_csv(csv_path)
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
-    for col, label in (("loss", "total"), ("l1", "L1 to ground truth"), ("lr_term", "LR-HSI term"), ("msi_term", "HR-MSI term")):
-        if col in df and len(df):
+    for col, label in (("loss", "total"), ("l1", "L1 to ground truth"), ("lr_term", "LR-HSI term"), ("msi_term", "HR-MSI term"),
+                       ("sam_term", "spectral angle (rad)")):
+        if col in df and len(df) and df[col].fillna(0).any():
             ax.plot(df["step"], df[col], label=label, lw=1.2)
     ax.set_yscale("log")
     ax.set_xlabel("step")

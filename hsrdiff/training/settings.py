@@ -14,6 +14,7 @@ from hsrdiff.config import schema_defaults
 from hsrdiff.errors import ConfigError
 
 MODES = ("diffusion", "regression")
+LOSS_WEIGHTS = ("lambda_lr", "lambda_msi", "lambda_sam")  # the keys of training.loss
 
 
 def _known(cls, data: Mapping[str, Any], where: str) -> dict:
@@ -70,6 +71,7 @@ class TrainingSettings:
     device: str
     lambda_lr: float
     lambda_msi: float
+    lambda_sam: float
     noise_levels: str  # wavegrad or log_uniform
     noise_std_range: tuple[float, float]
     lr_schedule: dict  # warmup_steps, decay, final_learning_rate, step_at
@@ -86,7 +88,7 @@ class TrainingSettings:
         values["lr_schedule"] = {**schema_defaults("properties", "training", "properties", "lr_schedule"),
                                  **(values.get("lr_schedule") or {})}
         values["noise_std_range"] = tuple(float(v) for v in values["noise_std_range"])
-        parsed = cls(**_known(cls, {**values, "lambda_lr": loss["lambda_lr"], "lambda_msi": loss["lambda_msi"]},
+        parsed = cls(**_known(cls, {**values, **{k: loss[k] for k in LOSS_WEIGHTS}},
                               "training settings"))
         if parsed.mode not in MODES:
             raise ConfigError(f"training mode '{parsed.mode}': expected one of {', '.join(MODES)}")
@@ -95,7 +97,7 @@ class TrainingSettings:
     def to_dict(self) -> dict:
         """The ``training`` block again (as stored in weights files and checkpoints)."""
         out = asdict(self)
-        out["loss"] = {"lambda_lr": out.pop("lambda_lr"), "lambda_msi": out.pop("lambda_msi")}
+        out["loss"] = {k: out.pop(k) for k in LOSS_WEIGHTS}
         out["noise_std_range"] = list(out["noise_std_range"])
         return out
 

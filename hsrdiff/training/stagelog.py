@@ -17,9 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-LOG_FIELDS = ("step", "loss", "l1", "lr_term", "msi_term", "learning_rate", "patches_per_s", "elapsed_s")
+LOG_FIELDS = ("step", "loss", "l1", "lr_term", "msi_term", "sam_term", "learning_rate", "patches_per_s", "elapsed_s")
 ATTEMPT_FIELDS = ("time_utc", "event", "step", "iterations", "world_size", "slurm_job_id", "host")
-LOSS_TERMS = ("loss", "l1", "lr_term", "msi_term")
+LOSS_TERMS = ("loss", "l1", "lr_term", "msi_term", "sam_term")
 
 
 def _append_csv(path: Path, row: dict, fields: tuple[str, ...]) -> None:

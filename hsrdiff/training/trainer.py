@@ -247,7 +247,7 @@ def train_step(net: torch.nn.Module, parts: Parts, batch: Mapping[str, torch.Ten
     with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_bf16):
         x0_hat = net(x_t, sqrt_gamma, lr_hsi, hr_msi, base)
     terms = fusion_loss(to_data_range(x0_hat.float()), gt, batch["lr_hsi"], batch["hr_msi"], psf, srf, settings.lambda_lr,
-                        settings.lambda_msi)
+                        settings.lambda_msi, settings.lambda_sam)
     parts.optimizer.zero_grad(set_to_none=True)
     terms["loss"].backward()
     if settings.grad_clip_norm:
