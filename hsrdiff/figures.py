@@ -153,7 +153,8 @@ def pair_figure(lr_hsi: np.ndarray, hr_msi: np.ndarray, fused: Mapping[str, np.n
         ax.axis("off")
     for ax, (name, image) in zip(axes[len(images):], maps.items()):
         shown = ax.imshow(image, cmap="magma")
-        fig.colorbar(shown, ax=ax, fraction=0.046)
+        # below the map: a bar at its side put its labels over the neighbouring response plot's axis
+        fig.colorbar(shown, ax=ax, orientation="horizontal", fraction=0.046, pad=0.04)
         ax.set_title(f"{name.replace(' std', '')}: std of the samples", fontsize=9)
         ax.axis("off")
     ax = axes[len(images) + len(maps)]
