@@ -176,6 +176,12 @@ def test_a_trained_method_overrides_the_loss_weights(default_config):
     assert (angle.lambda_sam, angle.lambda_lr, angle.lambda_msi) == (0.5, 1.0, 1.0)
     assert main_method.lambda_sam == 0.0
     assert TrainingSettings.from_dict(angle.to_dict()) == angle
+    # an override's keys are checked as the main ones are, when the config is read, not at training
+    for bad, message in (({"loss": {"lamda_sam": 1}}, "'lamda_sam' was unexpected"),
+                         ({"lr_schedule": {"decay": "linear"}}, "'linear' is not one of")):
+        wrong = {**copy.deepcopy(default_config), "trained_methods": {"angle": {"training": bad}}}
+        with pytest.raises(ConfigError, match=message):
+            validate_config(wrong)
 
 
 def _write(path, data):
