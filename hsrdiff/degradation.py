@@ -170,6 +170,30 @@ def spectral_degrade(x, srf_matrix):
     return _restore(out, was_numpy, unbatched)
 
 
+# The eight rotations and mirror images of an image as (quarter turns, mirror): sample i of a
+# fusion sees view i mod n. The first four keep the image's height and width.
+DIHEDRAL_VIEWS = ((0, False), (2, False), (0, True), (2, True), (1, False), (3, False), (1, True), (3, True))
+
+
+def dihedral(x: torch.Tensor, rot: int, flip: bool) -> torch.Tensor:
+    """Rotate by ``rot`` quarter turns, then mirror left-right if ``flip``; (…, H, W). With the
+    LR grid centred on its blocks (:class:`PSF`) each of the eight commutes with the degradation."""
+    if rot:
+        x = torch.rot90(x, rot, dims=(-2, -1))
+    if flip:
+        x = torch.flip(x, dims=(-1,))
+    return x.contiguous()
+
+
+def undo_dihedral(x: torch.Tensor, rot: int, flip: bool) -> torch.Tensor:
+    """The inverse of :func:`dihedral` with the same arguments."""
+    if flip:
+        x = torch.flip(x, dims=(-1,))
+    if rot:
+        x = torch.rot90(x, -rot, dims=(-2, -1))
+    return x.contiguous()
+
+
 def crop_to_ratio(x: np.ndarray, ratio: int) -> tuple[np.ndarray, tuple[int, int] | None]:
     """Crop (bands, H, W) to the largest multiple of ``ratio``; returns the crop and the old size when cropped."""
     height, width = x.shape[-2:]

@@ -8,7 +8,8 @@ from torch.utils.data import DataLoader
 
 from conftest import make_config
 from hsrdiff.baselines import fusion_base
-from hsrdiff.data.patches import PatchDataset, dihedral, extract_patches, patch_origins
+from hsrdiff.data.patches import PatchDataset, extract_patches, patch_origins
+from hsrdiff.degradation import DIHEDRAL_VIEWS, dihedral, undo_dihedral
 from hsrdiff.data.registry import DatasetSpec
 from hsrdiff.data.simulate import degrade_scene
 from hsrdiff.degradation import make_psf, spatial_degrade, spectral_degrade
@@ -130,6 +131,11 @@ def test_dihedral_gives_eight_distinct_transforms():
     outs = {tuple(dihedral(x, rot, flip).flatten().tolist()) for rot in range(4) for flip in (False, True)}
     assert len(outs) == 8
     assert torch.equal(dihedral(x, 0, False), x)
+    assert sorted(DIHEDRAL_VIEWS) == [(rot, flip) for rot in range(4) for flip in (False, True)]
+    y = torch.arange(12.0).reshape(1, 3, 4)
+    for i, (rot, flip) in enumerate(DIHEDRAL_VIEWS):
+        assert torch.equal(undo_dihedral(dihedral(y, rot, flip), rot, flip), y)
+        assert dihedral(y, rot, flip).shape[-2:] == ((3, 4) if i < 4 else (4, 3))  # the first four keep H and W
 
 
 def test_dataset_works_with_worker_processes(degraded_scenes, tmp_path):

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from hsrdiff.baselines import BASES, fusion_base
-from hsrdiff.degradation import PSF
+from hsrdiff.degradation import PSF, dihedral
 from hsrdiff.errors import DataError
 from hsrdiff.files import copy_operators, observation_shapes, read_observations, read_operators, read_ratio
 from hsrdiff.io import atomic_h5, open_h5, require, write_attrs
@@ -202,12 +202,3 @@ class PatchDataset(Dataset):
         """The PSF and SRF the patches were simulated with (for the loss's observation terms)."""
         with open_h5(self.path) as fh:
             return read_operators(fh)
-
-
-def dihedral(x: torch.Tensor, rot: int, flip: bool) -> torch.Tensor:
-    """Rotate by ``rot`` quarter turns, then mirror left-right if ``flip``; (…, H, W)."""
-    if rot:
-        x = torch.rot90(x, rot, dims=(-2, -1))
-    if flip:
-        x = torch.flip(x, dims=(-1,))
-    return x.contiguous()
