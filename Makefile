@@ -56,7 +56,8 @@ bench-sampling: $(BIN)/.installed
 	$(BIN)/hsrdiff bench-sampling --weights results/demo/models/hsrdiff/stage3.pt \
 	  --regression results/demo/models/regression/stage3.pt \
 	  --csv results/bench/sampling_demo.csv --plot results/bench/sampling_demo.png resources/degraded/demo/test_*.h5
-	$(BIN)/hsrdiff bench-sampling --weights results/demo/models/hsrdiff/stage3.pt --steps 5 10 --n-samples 4 \
+	$(BIN)/hsrdiff bench-sampling --weights results/demo/models/hsrdiff/stage3.pt --samplers ancestral --steps 3 \
+	  --n-samples 8 --views 1 8 --no-paper-reference \
 	  --csv results/bench/sampling_demo_averaged.csv resources/degraded/demo/test_*.h5
 
 clean-results:

@@ -1,8 +1,9 @@
 """Quality against cost of the samplers: ``hsrdiff bench-sampling``.
 
 For a trained weights file and degraded test scenes (with ground truth), each sampler at each
-step count (and number of averaged samples) fuses every scene; a row gives the mean PSNR and SAM,
-the network evaluations (NFE = steps x samples) and the seconds per scene, and, with two samples
+step count (and number of averaged samples, and views of the inputs they cycle through) fuses
+every scene; a row gives the mean PSNR and SAM, the network evaluations (NFE = steps x samples)
+and the seconds per scene, and, with two samples
 or more, the Spearman rank correlation between the uncertainty map (per-pixel standard deviation
 of the samples, averaged over bands) and the absolute error of their mean (likewise averaged):
 whether the map points at the errors. The paper's sampler (ancestral, 100 linear-beta steps) is
@@ -33,11 +34,13 @@ class SamplingRow:
     spacing: str
     steps: int
     n_samples: int
+    views: int
     nfe: int
     psnr: float
     sam: float
     seconds_per_scene: float
     uncertainty_rank_corr: float | None
+    uncertainty_rank_corr_min: float | None = None  # the lowest scene's
 
 
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -49,7 +52,7 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def _score(fuser: Fuser, scenes) -> tuple[float, float, float, float | None]:
+def _score(fuser: Fuser, scenes) -> tuple[float, float, float, list[float]]:
     psnrs, sams, secs, corrs = [], [], [], []
     for obs in scenes:
         result = fuser(obs.lr_hsi, obs.hr_msi)
@@ -58,32 +61,40 @@ def _score(fuser: Fuser, scenes) -> tuple[float, float, float, float | None]:
         secs.append(result.seconds)
         if result.std is not None:
             corrs.append(rank_correlation(result.std.mean(axis=0), np.abs(result.fused - obs.gt).mean(axis=0)))
-    return float(np.mean(psnrs)), float(np.mean(sams)), float(np.mean(secs)), (float(np.mean(corrs)) if corrs else None)
+    return float(np.mean(psnrs)), float(np.mean(sams)), float(np.mean(secs)), corrs
 
 
 def run(weights: str | Path, observation_files: Sequence[str | Path], schedule_cfg: Mapping[str, Any],
         sampling_cfg: Mapping[str, Any], samplers: Sequence[str], steps: Sequence[int], spacing: str,
-        n_samples: Sequence[int] = (1,), regression_weights: str | Path | None = None) -> tuple[list[SamplingRow], dict | None]:
-    """All rows (the paper's reference first) and the regression twin's scores (or None)."""
+        n_samples: Sequence[int] = (1,), regression_weights: str | Path | None = None,
+        views: Sequence[int] = (1,), paper_reference: bool = True) -> tuple[list[SamplingRow], dict | None]:
+    """All rows (the paper's reference first unless ``paper_reference`` is False) and the
+    regression twin's scores (or None)."""
     scenes = [read_observations(p) for p in observation_files]
     for obs in scenes:
         obs.need("gt")
     fuser = Fuser(weights, schedule_cfg, sampling_cfg)
     train_schedule = (fuser.blob.get("diffusion") or {}).get("train_schedule")
-    settings = [(PAPER["sampler"], PAPER["spacing"], PAPER["steps"], 1)]
-    settings += [(name, spacing, k, n) for n in n_samples for name in samplers for k in steps
-                 if (name, spacing, k, n) != settings[0]]
+    settings = [(PAPER["sampler"], PAPER["spacing"], PAPER["steps"], 1, 1)]
+    # One sample sees one view whatever the number of views: those rows would repeat the first.
+    settings += [(name, spacing, k, n, v) for v in views for n in n_samples for name in samplers for k in steps
+                 if (name, spacing, k, n, v) != settings[0] and (n > 1 or v == min(views))]
+    if not paper_reference:
+        settings = settings[1:]
     rows = []
-    for name, spc, k, n in settings:
+    for name, spc, k, n, v in settings:
         schedule = {**schedule_cfg, "spacing": spc}
         if spc == "linear":
             schedule["steps"] = k
         fuser.sampler = build_sampler(schedule, sampling_cfg, train_schedule, sampler=name, steps=k)
         fuser.sampling["n_samples"] = n
-        p, s, sec, corr = _score(fuser, scenes)
-        rows.append(SamplingRow(name, spc, k, n, k * n, p, s, sec, corr))
-        print(f"  {name:13s} {spc:8s} steps {k:4d} x{n}: PSNR {p:.3f} dB, SAM {s:.3f}, {sec:.2f} s/scene"
-              + (f", uncertainty rank corr {corr:.3f}" if corr is not None else ""), flush=True)
+        fuser.sampling["views"] = v
+        p, s, sec, corrs = _score(fuser, scenes)
+        corr, low = (float(np.mean(corrs)), float(np.min(corrs))) if corrs else (None, None)
+        rows.append(SamplingRow(name, spc, k, n, v, k * n, p, s, sec, corr, low))
+        print(f"  {name:13s} {spc:8s} steps {k:4d} x{n} views {v}: PSNR {p:.3f} dB, SAM {s:.3f}, {sec:.2f} s/scene"
+              + (f", uncertainty rank corr {corr:.3f} (per scene: {' '.join(f'{c:.3f}' for c in corrs)})" if corrs else ""),
+              flush=True)
     reference = None
     if regression_weights is not None:
         twin = Fuser(regression_weights, schedule_cfg, sampling_cfg)
@@ -93,14 +104,14 @@ def run(weights: str | Path, observation_files: Sequence[str | Path], schedule_c
 
 
 def markdown(rows: Sequence[SamplingRow], reference: dict | None) -> str:
-    lines = ["| sampler | spacing | steps | samples | NFE | PSNR (dB) | SAM (°) | s / scene | uncertainty rank corr |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| sampler | spacing | steps | samples | views | NFE | PSNR (dB) | SAM (°) | s / scene | uncertainty rank corr (lowest scene) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        corr = "" if r.uncertainty_rank_corr is None else f"{r.uncertainty_rank_corr:.3f}"
-        lines.append(f"| {r.sampler} | {r.spacing} | {r.steps} | {r.n_samples} | {r.nfe} | {r.psnr:.3f} | {r.sam:.3f} | "
+        corr = "" if r.uncertainty_rank_corr is None else f"{r.uncertainty_rank_corr:.3f} ({r.uncertainty_rank_corr_min:.3f})"
+        lines.append(f"| {r.sampler} | {r.spacing} | {r.steps} | {r.n_samples} | {r.views} | {r.nfe} | {r.psnr:.3f} | {r.sam:.3f} | "
                      f"{r.seconds_per_scene:.2f} | {corr} |")
     if reference is not None:
-        lines.append(f"| regression twin | | | | 1 | {reference['psnr']:.3f} | {reference['sam']:.3f} | "
+        lines.append(f"| regression twin | | | | | 1 | {reference['psnr']:.3f} | {reference['sam']:.3f} | "
                      f"{reference['seconds_per_scene']:.2f} | |")
     return "\n".join(lines)
 
@@ -113,7 +124,7 @@ def write_csv(rows: Sequence[SamplingRow], reference: dict | None, path: str | P
         for r in rows:
             writer.writerow(asdict(r))
         if reference is not None:
-            writer.writerow({"sampler": "regression", "spacing": "", "steps": 0, "n_samples": 1, "nfe": 1,
+            writer.writerow({"sampler": "regression", "spacing": "", "steps": 0, "n_samples": 1, "views": 1, "nfe": 1,
                              "psnr": reference["psnr"], "sam": reference["sam"],
                              "seconds_per_scene": reference["seconds_per_scene"], "uncertainty_rank_corr": None})
 
@@ -125,14 +136,18 @@ def plot(rows: Sequence[SamplingRow], reference: dict | None, path: str | Path, 
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    groups: dict[tuple[str, str, int], list[SamplingRow]] = {}
-    for r in rows[1:]:
-        groups.setdefault((r.sampler, r.spacing, r.n_samples), []).append(r)
-    for (name, spc, n), rs in groups.items():
+    def is_paper(r: SamplingRow) -> bool:
+        return (r.sampler, r.spacing, r.steps, r.n_samples) == (PAPER["sampler"], PAPER["spacing"], PAPER["steps"], 1)
+
+    groups: dict[tuple[str, str, int, int], list[SamplingRow]] = {}
+    for r in (r for r in rows if not is_paper(r)):
+        groups.setdefault((r.sampler, r.spacing, r.n_samples, r.views), []).append(r)
+    for (name, spc, n, v), rs in groups.items():
         rs = sorted(rs, key=lambda r: r.nfe)
-        ax.plot([r.nfe for r in rs], [r.psnr for r in rs], marker="o", label=f"{name} ({spc}" + (f", {n} samples)" if n > 1 else ")"))
-    ref = rows[0]
-    ax.scatter([ref.nfe], [ref.psnr], marker="*", s=150, color="k", zorder=5, label="paper: ancestral, 100 linear")
+        label = f"{name} ({spc}" + (f", {n} samples" if n > 1 else "") + (f", {v} views" if n > 1 and v > 1 else "") + ")"
+        ax.plot([r.nfe for r in rs], [r.psnr for r in rs], marker="o", label=label)
+    for ref in filter(is_paper, rows):
+        ax.scatter([ref.nfe], [ref.psnr], marker="*", s=150, color="k", zorder=5, label="paper: ancestral, 100 linear")
     if reference is not None:
         ax.axhline(reference["psnr"], color="grey", linestyle="--", label="regression twin")
     ax.set_xscale("log")
@@ -148,10 +163,10 @@ def plot(rows: Sequence[SamplingRow], reference: dict | None, path: str | Path, 
 
 
 def main(weights, observation_files, schedule_cfg, sampling_cfg, samplers, steps, spacing, n_samples,
-         regression_weights, out_csv, out_plot) -> list[SamplingRow]:
+         regression_weights, out_csv, out_plot, views=(1,), paper_reference=True) -> list[SamplingRow]:
     t0 = time.perf_counter()
     rows, reference = run(weights, observation_files, schedule_cfg, sampling_cfg, samplers, steps, spacing,
-                          n_samples, regression_weights)
+                          n_samples, regression_weights, views, paper_reference)
     print(markdown(rows, reference))
     print(f"\n{len(observation_files)} scenes, {time.perf_counter() - t0:.0f} s wall")
     if out_csv:

@@ -165,7 +165,7 @@ def cmd_fuse(args) -> int:
 
     config = _sampling_config(args.config)
     sampling = dict(config["sampling"])
-    for key in ("sampler", "eta", "tile", "overlap", "tile_batch", "n_samples", "seed", "device"):
+    for key in ("sampler", "eta", "tile", "overlap", "tile_batch", "n_samples", "views", "seed", "device"):
         if getattr(args, key) is not None:
             sampling[key] = getattr(args, key)
     schedule = dict(config["diffusion"]["sample_schedule"])
@@ -202,7 +202,7 @@ def cmd_bench_sampling(args) -> int:
     from hsrdiff.diffusion import SAMPLERS
 
     bench(args.weights, args.observations, config["diffusion"]["sample_schedule"], sampling, args.samplers or list(SAMPLERS), args.steps,
-          args.spacing, args.n_samples, args.regression, args.csv, args.plot)
+          args.spacing, args.n_samples, args.regression, args.csv, args.plot, args.views, not args.no_paper_reference)
     return 0
 
 
@@ -302,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=_count(0))
     p.add_argument("--tile-batch", type=_count(1), help="tiles sent through the network together")
     p.add_argument("--n-samples", type=_count(1))
+    p.add_argument("--views", type=int, choices=(1, 2, 4, 8),
+                   help="rotated and mirrored views of the inputs the samples cycle through (default: the config's)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device")
     p.set_defaults(func=cmd_fuse)
@@ -323,6 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spacing", default="log_snr",
                    help="noise-level spacing of the compared samplers (default: %(default)s); the paper's ancestral, 100 linear steps is always measured")
     p.add_argument("--n-samples", type=_count(1), nargs="+", default=[1], help="samples averaged per scene (one row set each)")
+    p.add_argument("--views", type=int, choices=(1, 2, 4, 8), nargs="+", default=[1],
+                   help="views of the inputs the samples cycle through (one row set each; default: %(default)s)")
+    p.add_argument("--no-paper-reference", action="store_true",
+                   help="leave out the paper's sampler (100 network evaluations per scene: hours for 512x512 scenes on a CPU)")
     p.add_argument("--config", help="sampling defaults: a configuration file (default: config/config.yaml where "
                    "it exists, else the schema's defaults, which the shipped file does not change)")
     p.add_argument("--tile", type=_count(8))

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from hsrdiff.degradation import DIHEDRAL_VIEWS, dihedral, undo_dihedral
 from hsrdiff.diffusion import AncestralSampler, Sampler, Schedule, make_sampler, sampling_levels, to_data_range, to_model_range
 from hsrdiff.errors import DataError
 from hsrdiff.files import FusionResult, write_fused
@@ -113,36 +114,47 @@ class TiledDenoiser:
 @torch.no_grad()
 def fuse(model: Denoiser, lr_hsi, hr_msi, ratio: int, sampler: Sampler | Schedule | None = None, mode: str = "diffusion",
          tile: int | None = None, overlap: int = 0, n_samples: int = 1, seed: int = 0,
-         device: str | torch.device = "cpu", tile_batch: int = 8) -> FusionResult:
+         device: str | torch.device = "cpu", tile_batch: int = 8, views: int = 1) -> FusionResult:
     """Estimate the HR-HSI from one ``lr_hsi`` (L, h, w) and ``hr_msi`` (l, H, W) on [0, 1].
 
     ``sampler``: any ``hsrdiff.diffusion.Sampler`` (a ``Schedule`` means the ancestral sampler on
-    its levels); unused in regression mode. Sample i starts from the seed ``seed + i``.
+    its levels); unused in regression mode. Sample i starts from the seed ``seed + i`` and fuses
+    view ``i mod views`` of the inputs (``DIHEDRAL_VIEWS``: rotated and mirrored, the result turned
+    back); regression, which draws no noise, gives one sample per view.
     """
     import time
 
+    if not 1 <= views <= len(DIHEDRAL_VIEWS):
+        raise DataError(f"sampling.views must be 1 to {len(DIHEDRAL_VIEWS)}; got {views}")
     lr = to_model_range(torch.as_tensor(np.asarray(lr_hsi), dtype=torch.float32)[None].to(device))
     msi = to_model_range(torch.as_tensor(np.asarray(hr_msi), dtype=torch.float32)[None].to(device))
     if msi.shape[-2] != lr.shape[-2] * ratio or msi.shape[-1] != lr.shape[-1] * ratio:
         raise DataError(f"hr_msi {tuple(msi.shape[1:])} is not lr_hsi {tuple(lr.shape[1:])} times the ratio {ratio}")
     model = model.to(device).eval()
+    if mode == "regression":
+        n_samples = min(n_samples, views)
+    else:
+        if sampler is None or isinstance(sampler, Schedule):
+            sampler = AncestralSampler(sampler or Schedule.from_config({"steps": 100, "beta_start": 1e-4, "beta_end": 0.1}))
+        # x0_fn clips the image itself; the variable it returns need not lie in [-1, 1]
+        sampler = copy.copy(sampler)
+        sampler.clip = None
     t0 = time.perf_counter()
+    samples: list[torch.Tensor] = [torch.empty(0)] * n_samples
     with torch.inference_mode():
-        x0_fn = TiledDenoiser(model, lr, msi, ratio, tile, overlap, tile_batch)
-        shape = (1, lr.shape[1], *msi.shape[-2:])
-        if mode == "regression":
-            samples = [x0_fn(torch.zeros(shape, device=device), torch.zeros(1, device=device))]
-        else:
-            if sampler is None or isinstance(sampler, Schedule):
-                sampler = AncestralSampler(sampler or Schedule.from_config({"steps": 100, "beta_start": 1e-4, "beta_end": 0.1}))
-            # x0_fn clips the image itself; the variable it returns need not lie in [-1, 1]
-            sampler = copy.copy(sampler)
-            sampler.clip = None
-            samples = []
-            for i in range(n_samples):
-                generator = torch.Generator(device=device).manual_seed(seed + i)
-                samples.append(sampler.sample(x0_fn, shape, device=device, generator=generator))
-        stack = torch.cat([to_data_range(x0_fn.to_image(s)).clamp(0, 1) for s in samples])
+        # One view at a time: only its conditions are held in memory.
+        for view in range(min(views, n_samples)):
+            rot, flip = DIHEDRAL_VIEWS[view]
+            x0_fn = TiledDenoiser(model, dihedral(lr, rot, flip), dihedral(msi, rot, flip), ratio, tile, overlap, tile_batch)
+            shape = (1, lr.shape[1], *x0_fn.base.shape[-2:])
+            for i in range(view, n_samples, views):
+                if mode == "regression":
+                    y = x0_fn(torch.zeros(shape, device=device), torch.zeros(1, device=device))
+                else:
+                    generator = torch.Generator(device=device).manual_seed(seed + i)
+                    y = sampler.sample(x0_fn, shape, device=device, generator=generator)
+                samples[i] = undo_dihedral(to_data_range(x0_fn.to_image(y)).clamp(0, 1), rot, flip)
+        stack = torch.cat(samples)
         if torch.device(device).type == "cuda":
             torch.cuda.synchronize(device)
         std = stack.std(dim=0, unbiased=False).cpu().numpy() if len(samples) > 1 else None
@@ -190,7 +202,7 @@ class Fuser:
         self.device = resolve_device(sampling_cfg.get("device", "auto"))
         self.model, self.blob = load_weights(weights, self.device)
         self.schedule_cfg = dict(schedule_cfg)
-        self.sampling = {k: sampling_cfg.get(k) for k in ("sampler", "eta", "tile", "overlap", "tile_batch", "n_samples", "seed")}
+        self.sampling = {k: sampling_cfg.get(k) for k in ("sampler", "eta", "tile", "overlap", "tile_batch", "n_samples", "views", "seed")}
         train_schedule = (self.blob.get("diffusion") or {}).get("train_schedule")
         self.sampler = build_sampler(self.schedule_cfg, self.sampling, train_schedule)
 
@@ -236,7 +248,8 @@ class Fuser:
         s = self.sampling
         return fuse(self.model, lr_hsi, hr_msi, self.ratio, self.sampler, mode=self.blob["mode"],
                     tile=s["tile"], overlap=int(s["overlap"] or 0), n_samples=int(s["n_samples"] or 1),
-                    seed=int(s["seed"] or 0), device=self.device, tile_batch=int(s["tile_batch"] or 8))
+                    seed=int(s["seed"] or 0), device=self.device, tile_batch=int(s["tile_batch"] or 8),
+                    views=int(s["views"] or 1))
 
     def provenance(self) -> dict[str, Any]:
         """Attributes of a fused file that say which weights and settings made it."""

@@ -64,11 +64,13 @@ def test_fuse_cli_on_user_files(degraded, tmp_path):
         fh["msi"] = msi
     out = tmp_path / "fused.h5"
     args = ["fuse", "--weights", str(tmp_path / "w.pt"), "--lr-hsi", str(tmp_path / "lr.npy"),
-            "--hr-msi", f"{tmp_path / 'msi.h5'}:msi", "--out", str(out), "--steps", "4", "--n-samples", "2"]
+            "--hr-msi", f"{tmp_path / 'msi.h5'}:msi", "--out", str(out), "--steps", "4", "--n-samples", "2",
+            "--views", "2"]
     assert main(args) == 0
     with h5py.File(out) as fh:
         assert fh["fused"].shape == (5, 32, 32) and fh["std"].shape == (5, 32, 32)
         assert len(fh.attrs["weights_sha256"]) == 64 and '"n_samples": 2' in fh.attrs["sampling"]
+        assert '"views": 2' in fh.attrs["sampling"]
     from hsrdiff.provenance import read, sha256_file
 
     rec = read(out)

@@ -193,6 +193,8 @@ def test_a_fusion_that_yields_nan_writes_nothing(files, monkeypatch):
     (["fuse", "--tile", "-8"], "argument --tile: -8 is below 8"),
     (["fuse", "--tile-batch", "0"], "argument --tile-batch: 0 is below 1"),
     (["fuse", "--overlap", "x"], "argument --overlap: 'x' is not an integer"),
+    (["fuse", "--views", "3"], "argument --views: invalid choice: 3 (choose from 1, 2, 4, 8)"),
+    (["bench-sampling", "--weights", "w.pt", "x.h5", "--views", "1", "16"], "argument --views: invalid choice: 16"),
     (["patches", "--dataset", "demo", "--patch-size", "0"], "argument --patch-size: 0 is below 1"),
     (["bench-train", "--batch", "0"], "argument --batch: 0 is below 1"),
     (["bench-train", "--widths", "0"], "argument --widths: 0 is below 1"),

@@ -99,6 +99,39 @@ def test_regression_mode_is_one_deterministic_pass(perturbed_model, observation)
     assert isinstance(a, FusionResult)
 
 
+def _turned(x: np.ndarray, view: int, undo: bool = False) -> np.ndarray:
+    from hsrdiff.degradation import DIHEDRAL_VIEWS, dihedral, undo_dihedral
+
+    return (undo_dihedral if undo else dihedral)(torch.from_numpy(np.ascontiguousarray(x)), *DIHEDRAL_VIEWS[view]).numpy()
+
+
+def test_samples_cycle_through_the_views_of_the_inputs(perturbed_model, observation):
+    """Sample i fuses view i mod views with seed + i and is turned back; the map is their spread."""
+    lr, msi = observation
+    result = fuse(perturbed_model, lr, msi, 4, SCHEDULE, n_samples=5, seed=2, views=4)
+    expected = [_turned(fuse(perturbed_model, _turned(lr, i % 4), _turned(msi, i % 4), 4, SCHEDULE, seed=2 + i).fused, i % 4, undo=True)
+                for i in range(5)]
+    np.testing.assert_allclose(result.fused, np.mean(expected, axis=0), atol=1e-6)
+    np.testing.assert_allclose(result.std, np.std(expected, axis=0), atol=1e-6)
+    # One sample sees the inputs as given, whatever the number of views.
+    np.testing.assert_array_equal(fuse(perturbed_model, lr, msi, 4, SCHEDULE, seed=2, views=8).fused,
+                                  fuse(perturbed_model, lr, msi, 4, SCHEDULE, seed=2).fused)
+    with pytest.raises(DataError, match="sampling.views must be 1 to 8; got 9"):
+        fuse(perturbed_model, lr, msi, 4, SCHEDULE, views=9)
+
+
+def test_regression_gives_one_sample_per_view_and_views_work_on_tiled_oblong_images(perturbed_model, observation):
+    lr, msi = observation
+    lr, msi = lr[:, :, :12], msi[:, :, :48]  # 64 x 48: quarter turns make it 48 x 64
+    result = fuse(perturbed_model, lr, msi, 4, mode="regression", n_samples=20, views=8, tile=32, overlap=16)
+    expected = [_turned(fuse(perturbed_model, _turned(lr, v), _turned(msi, v), 4, mode="regression", tile=32, overlap=16).fused,
+                        v, undo=True) for v in range(8)]
+    assert result.fused.shape == result.std.shape == (6, 64, 48)
+    np.testing.assert_allclose(result.fused, np.mean(expected, axis=0), atol=1e-6)
+    np.testing.assert_allclose(result.std, np.std(expected, axis=0), atol=1e-6)
+    assert result.std.mean() > 1e-4  # an untrained network is no more symmetric than its weights
+
+
 @pytest.mark.parametrize("preconditioning", ["none", "residual"])
 def test_probe_tells_a_network_that_ignores_its_noisy_input_from_one_that_uses_it(observation, tmp_path, preconditioning):
     from hsrdiff.degradation import make_psf
@@ -195,17 +228,23 @@ def test_bench_sampling_writes_its_table_csv_and_plot(weights_and_scene, tmp_pat
 
     weights, scene = weights_and_scene
     assert main(["bench-sampling", "--weights", str(weights), "--regression", str(weights), str(scene), "--samplers", "ddim",
-                 "dpm-solver++", "--steps", "1", "2", "--n-samples", "1", "2", "--csv", str(tmp_path / "b.csv"),
+                 "dpm-solver++", "--steps", "1", "2", "--n-samples", "1", "2", "--views", "1", "4", "--csv", str(tmp_path / "b.csv"),
                  "--plot", str(tmp_path / "b.png"), "--device", "cpu"]) == 0
     table = pd.read_csv(tmp_path / "b.csv")
-    assert len(table) == 1 + 2 * 2 * 2 + 1  # the paper's reference, the grid, the regression line
+    # the paper's reference, the grid (one sample sees one view: no 1-sample rows for 4 views), the regression line
+    assert len(table) == 1 + 2 * 2 * (1 + 2) + 1
     first = table.iloc[0]
     assert (first.sampler, first.spacing, first.steps, first.nfe) == ("ancestral", "linear", 100, 100)
     two = table[table.n_samples == 2]
     assert (two.nfe == two.steps * 2).all() and two.uncertainty_rank_corr.between(-1, 1).all()
+    assert (two.uncertainty_rank_corr_min <= two.uncertainty_rank_corr + 1e-12).all()
+    assert sorted(set(two.views)) == [1, 4] and (table[table.n_samples == 1].views == 1).all()
     assert table[(table.n_samples == 1) & (table.sampler != "regression")].uncertainty_rank_corr.isna().all()
     assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
-    assert "| dpm-solver++ | log_snr | 2 | 2 | 4 |" in capsys.readouterr().out
+    assert "| dpm-solver++ | log_snr | 2 | 2 | 4 | 4 |" in capsys.readouterr().out
+    assert main(["bench-sampling", "--weights", str(weights), str(scene), "--samplers", "ddim", "--steps", "1",
+                 "--no-paper-reference", "--csv", str(tmp_path / "c.csv"), "--plot", str(tmp_path / "c.png"), "--device", "cpu"]) == 0
+    assert list(pd.read_csv(tmp_path / "c.csv").sampler) == ["ddim"]
 
 
 @pytest.mark.parametrize("sampler_name", ["ancestral", "ddim", "dpm-solver++"])
