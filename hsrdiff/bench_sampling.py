@@ -3,11 +3,12 @@
 For a trained weights file and degraded test scenes (with ground truth), each sampler at each
 step count (and number of averaged samples, and views of the inputs they cycle through) fuses
 every scene; a row gives the mean PSNR and SAM, the network evaluations (NFE = steps x samples)
-and the seconds per scene, and, with two samples
-or more, the Spearman rank correlation between the uncertainty map (per-pixel standard deviation
-of the samples, averaged over bands) and the absolute error of their mean (likewise averaged):
-whether the map points at the errors. The paper's sampler (ancestral, 100 linear-beta steps) is
-always measured as the reference; a regression twin's weights give a reference line.
+and the seconds per scene, and, with two samples or more, the Spearman rank correlation between
+the uncertainty map (per-pixel standard deviation of the samples, averaged over bands) and the
+absolute error of their mean (likewise averaged): whether the map points at the errors (the
+mean over the scenes, and the lowest scene's). The paper's sampler (ancestral, 100 linear-beta
+steps) is measured as the reference unless left out; a regression twin's weights give a
+reference line.
 """
 
 from __future__ import annotations
