@@ -160,6 +160,83 @@ def spatial_degrade(x, psf: PSF):
     return _restore(out, was_numpy, unbatched)
 
 
+def _fold_reflect(g: torch.Tensor, before: int, size: int, dim: int) -> torch.Tensor:
+    """The adjoint of reflect padding along ``dim``: each padded entry goes back to the pixel it
+    copied (reflection without repeating the edge, as ``F.pad(mode="reflect")``)."""
+    j = torch.arange(g.shape[dim], device=g.device) - before
+    j = torch.where(j < 0, -j, j)
+    j = torch.where(j >= size, 2 * (size - 1) - j, j)
+    shape = list(g.shape)
+    shape[dim] = size
+    return torch.zeros(shape, dtype=g.dtype, device=g.device).index_add_(dim, j, g)
+
+
+def spatial_degrade_adjoint(r, psf: PSF, height: int, width: int):
+    """The adjoint (transpose) of :func:`spatial_degrade` for images of ``height`` x ``width``:
+    (…, bands, height / ratio, width / ratio) -> (…, bands, height, width)."""
+    t, was_numpy, unbatched = _to_batched_tensor(r)
+    bands, s = t.shape[1], psf.ratio
+    kernel = torch.as_tensor(psf.kernel, dtype=t.dtype, device=t.device)
+    weight = kernel.expand(bands, 1, *kernel.shape)
+    if psf.mode == "block":
+        return _restore(F.conv_transpose2d(t, weight, stride=s, groups=bands), was_numpy, unbatched)
+    k = kernel.shape[0]
+    before, after = psf.padding
+    if psf.offset is None:
+        padded = F.conv_transpose2d(t, weight, stride=s, groups=bands)
+    else:
+        full = torch.zeros((*t.shape[:2], height + before + after - k + 1, width + before + after - k + 1),
+                           dtype=t.dtype, device=t.device)
+        full[..., psf.offset :: s, psf.offset :: s][..., : t.shape[-2], : t.shape[-1]] = t
+        padded = F.conv_transpose2d(full, weight, groups=bands)
+    out = _fold_reflect(_fold_reflect(padded, before, height, -2), before, width, -1)
+    return _restore(out, was_numpy, unbatched)
+
+
+def project_onto_observations(x, lr_hsi, hr_msi, psf: PSF, srf_matrix, iterations: int):
+    """The image nearest ``x`` that the observation model maps onto ``lr_hsi`` and ``hr_msi``:
+    ``iterations`` steps of CGLS on ||S x - lr_hsi||^2 + ||R x - hr_msi||^2 started at ``x``.
+
+    CGLS keeps its iterate in x + range(A^T), so on consistent observations it converges to the
+    orthogonal projection of x onto the images that explain them: what the observations fix is
+    taken from them, the rest (the null space of the degradation) from ``x``. This is the
+    data-consistency step of diffusion restoration (DDNM's range/null-space split), done
+    iteratively since this A has no cheap pseudo-inverse. Computed in float64; returns x's kind
+    and dtype, unclipped.
+    """
+    t, was_numpy, unbatched = _to_batched_tensor(x)
+    dtype = t.dtype
+    xk = t.double()
+    lr = _to_batched_tensor(lr_hsi)[0].to(xk)
+    msi = _to_batched_tensor(hr_msi)[0].to(xk)
+    srf = torch.as_tensor(np.asarray(srf_matrix), dtype=xk.dtype, device=xk.device)
+    height, width = xk.shape[-2:]
+
+    def forward(v):
+        return spatial_degrade(v, psf), spectral_degrade(v, srf)
+
+    def adjoint(r_lr, r_msi):
+        return spatial_degrade_adjoint(r_lr, psf, height, width) + torch.einsum("lb,nlhw->nbhw", srf, r_msi)
+
+    a, b = forward(xk)
+    r_lr, r_msi = lr - a, msi - b
+    grad = adjoint(r_lr, r_msi)
+    direction = grad.clone()
+    gamma = grad.pow(2).sum()
+    for _ in range(iterations):
+        if gamma == 0:
+            break
+        q_lr, q_msi = forward(direction)
+        step = gamma / (q_lr.pow(2).sum() + q_msi.pow(2).sum())
+        xk = xk + step * direction
+        r_lr, r_msi = r_lr - step * q_lr, r_msi - step * q_msi
+        grad = adjoint(r_lr, r_msi)
+        gamma_next = grad.pow(2).sum()
+        direction = grad + (gamma_next / gamma) * direction
+        gamma = gamma_next
+    return _restore(xk.to(dtype), was_numpy, unbatched)
+
+
 def spectral_degrade(x, srf_matrix):
     """Apply the spectral response: (…, L, H, W) with ``srf_matrix`` (l, L) -> (…, l, H, W)."""
     t, was_numpy, unbatched = _to_batched_tensor(x)

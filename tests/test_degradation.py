@@ -11,7 +11,9 @@ from hsrdiff.degradation import (
     crop_to_ratio,
     gaussian_kernel,
     make_psf,
+    project_onto_observations,
     spatial_degrade,
+    spatial_degrade_adjoint,
     spectral_degrade,
 )
 from hsrdiff.errors import DataError
@@ -113,6 +115,52 @@ def test_a_ramp_degraded_and_bicubic_upsampled_comes_back_unshifted(psf_config, 
     if ratio % 2 == 0 and psf_config["mode"] == "convolve":
         old = bicubic(spatial_degrade(ramp, make_psf({**psf_config, "offset": ratio // 2}, ratio)), ratio).fused
         assert abs(float((old - ramp)[0, inner, inner].mean()) * n - 0.5) < 1e-3
+
+
+@pytest.mark.parametrize("psf_config,ratio", [({"mode": "convolve"}, 4), ({"mode": "convolve"}, 3), ({"mode": "block"}, 4),
+                                              ({"mode": "block", "sigma": 10}, 32), ({"mode": "convolve", "offset": 1}, 4),
+                                              ({"mode": "convolve", "offset": 0}, 3)])
+def test_spatial_adjoint_is_the_transpose_of_the_degradation(psf_config, ratio):
+    """<S x, r> = <x, S^T r> for random x and r, and S^T equals the gradient autograd derives from S."""
+    psf = make_psf(psf_config, ratio)
+    height, width = 6 * ratio, 5 * ratio
+    rng = np.random.default_rng(ratio)
+    x = torch.from_numpy(rng.standard_normal((2, 3, height, width)))
+    r = torch.from_numpy(rng.standard_normal((2, 3, 6, 5)))
+    adjoint = spatial_degrade_adjoint(r, psf, height, width)
+    assert adjoint.shape == x.shape
+    assert float((spatial_degrade(x, psf) * r).sum()) == pytest.approx(float((x * adjoint).sum()), abs=1e-10)
+    x.requires_grad_(True)
+    (grad,) = torch.autograd.grad((spatial_degrade(x, psf) * r).sum(), x)
+    torch.testing.assert_close(adjoint, grad, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("psf_config,ratio", [({"mode": "convolve"}, 4), ({"mode": "block", "sigma": 10}, 32)])
+def test_projection_onto_the_observations_is_orthogonal(psf_config, ratio):
+    """The projection of x fits the observations of gt, leaves gt as it is, is idempotent, and is
+    orthogonal: gt lies in the set it projects onto, so ||x - gt||^2 = ||x - Px||^2 + ||Px - gt||^2."""
+    rng = np.random.default_rng(0)
+    psf = make_psf(psf_config, ratio)
+    srf = rng.random((3, 8))
+    srf /= srf.sum(1, keepdims=True)
+    gt = rng.random((8, 4 * ratio, 4 * ratio))
+    lr_hsi, hr_msi = spatial_degrade(gt, psf), spectral_degrade(gt, srf)
+    x = gt + 0.05 * rng.standard_normal(gt.shape)
+    px = project_onto_observations(x, lr_hsi, hr_msi, psf, srf, iterations=200)
+    assert isinstance(px, np.ndarray) and px.shape == gt.shape and px.dtype == gt.dtype
+    np.testing.assert_allclose(spatial_degrade(px, psf), lr_hsi, atol=1e-8)
+    np.testing.assert_allclose(spectral_degrade(px, srf), hr_msi, atol=1e-8)
+    np.testing.assert_allclose(project_onto_observations(gt, lr_hsi, hr_msi, psf, srf, 50), gt, atol=1e-10)
+    np.testing.assert_allclose(project_onto_observations(px, lr_hsi, hr_msi, psf, srf, 50), px, atol=1e-8)
+    d = lambda a, b: float(((a - b) ** 2).sum())
+    assert d(x, gt) == pytest.approx(d(x, px) + d(px, gt), rel=1e-6)
+    # white noise keeps its null-space share: 1 - rank(A) / size, where the MSI's own LR image is
+    # counted once (the two observations share it)
+    (bands, height, width), (msi_bands, lr_h, lr_w) = gt.shape, (srf.shape[0], *lr_hsi.shape[1:])
+    rank = msi_bands * height * width + bands * lr_h * lr_w - msi_bands * lr_h * lr_w
+    assert d(px, gt) / d(x, gt) == pytest.approx(1 - rank / gt.size, rel=0.1)
+    # zero iterations change nothing
+    np.testing.assert_array_equal(project_onto_observations(x, lr_hsi, hr_msi, psf, srf, 0), x)
 
 
 def test_numpy_and_torch_paths_agree_and_torch_is_differentiable():
