@@ -7,8 +7,10 @@ and the seconds per scene, and, with two samples or more, the Spearman rank corr
 the uncertainty map (per-pixel standard deviation of the samples, averaged over bands) and the
 absolute error of their mean (likewise averaged): whether the map points at the errors (the
 mean over the scenes, and the lowest scene's). The paper's sampler (ancestral, 100 linear-beta
-steps) is measured as the reference unless left out; a regression twin's weights give a
-reference line.
+steps) is measured as the reference unless left out; a regression twin's weights and classical
+methods give reference lines. Each row set is measured at each ``consistency`` (iterations of the
+projection onto the observations, 0: none), and so are the reference lines: the projection is
+not the network's, and a classical method projected the same way says what the network adds.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from hsrdiff.degradation import project_onto_observations
 from hsrdiff.files import read_observations
 from hsrdiff.io import atomic_path
 from hsrdiff.metrics import psnr, sam
@@ -42,6 +45,16 @@ class SamplingRow:
     seconds_per_scene: float
     uncertainty_rank_corr: float | None
     uncertainty_rank_corr_min: float | None = None  # the lowest scene's
+    consistency: int = 0  # iterations of the projection onto the observations
+
+
+@dataclass
+class ReferenceRow:
+    method: str  # "regression" (the twin) or a classical baseline
+    consistency: int
+    psnr: float
+    sam: float
+    seconds_per_scene: float
 
 
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -53,10 +66,14 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
+def _operators(obs):
+    return None if obs.psf is None else (obs.psf, obs.srf)
+
+
 def _score(fuser: Fuser, scenes) -> tuple[float, float, float, list[float]]:
     psnrs, sams, secs, corrs = [], [], [], []
     for obs in scenes:
-        result = fuser(obs.lr_hsi, obs.hr_msi)
+        result = fuser(obs.lr_hsi, obs.hr_msi, _operators(obs))
         psnrs.append(psnr(result.fused, obs.gt))
         sams.append(sam(result.fused, obs.gt))
         secs.append(result.seconds)
@@ -65,72 +82,105 @@ def _score(fuser: Fuser, scenes) -> tuple[float, float, float, list[float]]:
     return float(np.mean(psnrs)), float(np.mean(sams)), float(np.mean(secs)), corrs
 
 
+def _classical(method: str, obs, cnmf_settings: Mapping[str, Any] | None) -> np.ndarray:
+    from hsrdiff.realpair import fuse_with
+
+    return fuse_with(method, obs.lr_hsi, obs.hr_msi, obs.need("psf"), obs.need("srf"), cnmf_settings=cnmf_settings).fused
+
+
+def _score_classical(method: str, scenes, consistency: Sequence[int], cnmf_settings) -> list[ReferenceRow]:
+    """A classical method's scores as published and projected like the network's samples: one
+    fusion per scene, each projection from it."""
+    scores: dict[int, list[tuple[float, float, float]]] = {c: [] for c in consistency}
+    for obs in scenes:
+        t0 = time.perf_counter()
+        fused = _classical(method, obs, cnmf_settings)
+        seconds = time.perf_counter() - t0
+        for c in consistency:
+            t1 = time.perf_counter()
+            out = fused if c == 0 else np.clip(project_onto_observations(fused, obs.lr_hsi, obs.hr_msi, obs.psf, obs.srf, c), 0, 1)
+            scores[c].append((psnr(out, obs.gt), sam(out, obs.gt), seconds + time.perf_counter() - t1))
+    return [ReferenceRow(method, c, *map(float, np.mean(v, axis=0))) for c, v in scores.items()]
+
+
 def run(weights: str | Path, observation_files: Sequence[str | Path], schedule_cfg: Mapping[str, Any],
         sampling_cfg: Mapping[str, Any], samplers: Sequence[str], steps: Sequence[int], spacing: str,
         n_samples: Sequence[int] = (1,), regression_weights: str | Path | None = None,
-        views: Sequence[int] = (1,), paper_reference: bool = True) -> tuple[list[SamplingRow], dict | None]:
+        views: Sequence[int] = (1,), paper_reference: bool = True, consistency: Sequence[int] | None = None,
+        classical: Sequence[str] = (), cnmf_settings: Mapping[str, Any] | None = None) -> tuple[list[SamplingRow], list[ReferenceRow]]:
     """All rows (the paper's reference first unless ``paper_reference`` is False) and the
-    regression twin's scores (or None)."""
+    reference lines (the regression twin's, then each classical method's), each at every
+    ``consistency`` (default: the configuration's)."""
     scenes = [read_observations(p) for p in observation_files]
     for obs in scenes:
         obs.need("gt")
+    if consistency is None:
+        consistency = [int(sampling_cfg.get("consistency") or 0)]
+    if any(c for c in consistency):
+        for obs in scenes:
+            obs.need("psf"), obs.need("srf")
     fuser = Fuser(weights, schedule_cfg, sampling_cfg)
     train_schedule = (fuser.blob.get("diffusion") or {}).get("train_schedule")
-    settings = [(PAPER["sampler"], PAPER["spacing"], PAPER["steps"], 1, 1)]
+    settings = [(PAPER["sampler"], PAPER["spacing"], PAPER["steps"], 1, 1, c) for c in consistency]
     # One sample sees one view whatever the number of views: those rows would repeat the first.
-    settings += [(name, spacing, k, n, v) for v in views for n in n_samples for name in samplers for k in steps
-                 if (name, spacing, k, n, v) != settings[0] and (n > 1 or v == min(views))]
+    settings += [(name, spacing, k, n, v, c) for c in consistency for v in views for n in n_samples for name in samplers
+                 for k in steps if (name, spacing, k, n, v, c) not in settings and (n > 1 or v == min(views))]
     if not paper_reference:
-        settings = settings[1:]
+        settings = [t for t in settings if t[:4] != (PAPER["sampler"], PAPER["spacing"], PAPER["steps"], 1)]
     rows = []
-    for name, spc, k, n, v in settings:
+    for name, spc, k, n, v, c in settings:
         schedule = {**schedule_cfg, "spacing": spc}
         if spc == "linear":
             schedule["steps"] = k
         fuser.sampler = build_sampler(schedule, sampling_cfg, train_schedule, sampler=name, steps=k)
-        fuser.sampling["n_samples"] = n
-        fuser.sampling["views"] = v
+        fuser.sampling.update(n_samples=n, views=v, consistency=c)
         p, s, sec, corrs = _score(fuser, scenes)
         corr, low = (float(np.mean(corrs)), float(np.min(corrs))) if corrs else (None, None)
-        rows.append(SamplingRow(name, spc, k, n, v, k * n, p, s, sec, corr, low))
-        print(f"  {name:13s} {spc:8s} steps {k:4d} x{n} views {v}: PSNR {p:.3f} dB, SAM {s:.3f}, {sec:.2f} s/scene"
+        rows.append(SamplingRow(name, spc, k, n, v, k * n, p, s, sec, corr, low, c))
+        print(f"  {name:13s} {spc:8s} steps {k:4d} x{n} views {v} consistency {c}: PSNR {p:.3f} dB, SAM {s:.3f}, {sec:.2f} s/scene"
               + (f", uncertainty rank corr {corr:.3f} (per scene: {' '.join(f'{c:.3f}' for c in corrs)})" if corrs else ""),
               flush=True)
-    reference = None
+    references = []
     if regression_weights is not None:
         twin = Fuser(regression_weights, schedule_cfg, sampling_cfg)
-        p, s, sec, _ = _score(twin, scenes)
-        reference = {"psnr": p, "sam": s, "seconds_per_scene": sec}
-    return rows, reference
+        for c in consistency:
+            twin.sampling["consistency"] = c
+            p, s, sec, _ = _score(twin, scenes)
+            references.append(ReferenceRow("regression", c, p, s, sec))
+    for method in classical:
+        references += _score_classical(method, scenes, consistency, cnmf_settings)
+    for r in references:
+        print(f"  {r.method:13s} consistency {r.consistency}: PSNR {r.psnr:.3f} dB, SAM {r.sam:.3f}", flush=True)
+    return rows, references
 
 
-def markdown(rows: Sequence[SamplingRow], reference: dict | None) -> str:
-    lines = ["| sampler | spacing | steps | samples | views | NFE | PSNR (dB) | SAM (°) | s / scene | uncertainty rank corr (lowest scene) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+def markdown(rows: Sequence[SamplingRow], references: Sequence[ReferenceRow]) -> str:
+    lines = ["| sampler | spacing | steps | samples | views | consistency | NFE | PSNR (dB) | SAM (°) | s / scene | uncertainty rank corr (lowest scene) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         corr = "" if r.uncertainty_rank_corr is None else f"{r.uncertainty_rank_corr:.3f} ({r.uncertainty_rank_corr_min:.3f})"
-        lines.append(f"| {r.sampler} | {r.spacing} | {r.steps} | {r.n_samples} | {r.views} | {r.nfe} | {r.psnr:.3f} | {r.sam:.3f} | "
-                     f"{r.seconds_per_scene:.2f} | {corr} |")
-    if reference is not None:
-        lines.append(f"| regression twin | | | | | 1 | {reference['psnr']:.3f} | {reference['sam']:.3f} | "
-                     f"{reference['seconds_per_scene']:.2f} | |")
+        lines.append(f"| {r.sampler} | {r.spacing} | {r.steps} | {r.n_samples} | {r.views} | {r.consistency} | {r.nfe} | {r.psnr:.3f} | "
+                     f"{r.sam:.3f} | {r.seconds_per_scene:.2f} | {corr} |")
+    for r in references:
+        name, nfe = ("regression twin", 1) if r.method == "regression" else (r.method, 0)
+        lines.append(f"| {name} | | | | | {r.consistency} | {nfe} | {r.psnr:.3f} | {r.sam:.3f} | {r.seconds_per_scene:.2f} | |")
     return "\n".join(lines)
 
 
-def write_csv(rows: Sequence[SamplingRow], reference: dict | None, path: str | Path) -> None:
+def write_csv(rows: Sequence[SamplingRow], references: Sequence[ReferenceRow], path: str | Path) -> None:
     fields = list(SamplingRow.__dataclass_fields__)
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
         for r in rows:
             writer.writerow(asdict(r))
-        if reference is not None:
-            writer.writerow({"sampler": "regression", "spacing": "", "steps": 0, "n_samples": 1, "views": 1, "nfe": 1,
-                             "psnr": reference["psnr"], "sam": reference["sam"],
-                             "seconds_per_scene": reference["seconds_per_scene"], "uncertainty_rank_corr": None})
+        for r in references:
+            writer.writerow({"sampler": r.method, "spacing": "", "steps": 0, "n_samples": 1, "views": 1,
+                             "nfe": 1 if r.method == "regression" else 0, "psnr": r.psnr, "sam": r.sam,
+                             "seconds_per_scene": r.seconds_per_scene, "uncertainty_rank_corr": None, "consistency": r.consistency})
 
 
-def plot(rows: Sequence[SamplingRow], reference: dict | None, path: str | Path, title: str = "") -> None:
+def plot(rows: Sequence[SamplingRow], references: Sequence[ReferenceRow], path: str | Path, title: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -140,17 +190,24 @@ def plot(rows: Sequence[SamplingRow], reference: dict | None, path: str | Path, 
     def is_paper(r: SamplingRow) -> bool:
         return (r.sampler, r.spacing, r.steps, r.n_samples) == (PAPER["sampler"], PAPER["spacing"], PAPER["steps"], 1)
 
-    groups: dict[tuple[str, str, int, int], list[SamplingRow]] = {}
+    several = len({r.consistency for r in rows}) > 1
+
+    def projected(c: int) -> str:
+        return f", projected ({c})" if several and c else ""
+
+    groups: dict[tuple[str, str, int, int, int], list[SamplingRow]] = {}
     for r in (r for r in rows if not is_paper(r)):
-        groups.setdefault((r.sampler, r.spacing, r.n_samples, r.views), []).append(r)
-    for (name, spc, n, v), rs in groups.items():
+        groups.setdefault((r.sampler, r.spacing, r.n_samples, r.views, r.consistency), []).append(r)
+    for (name, spc, n, v, c), rs in groups.items():
         rs = sorted(rs, key=lambda r: r.nfe)
-        label = f"{name} ({spc}" + (f", {n} samples" if n > 1 else "") + (f", {v} views" if n > 1 and v > 1 else "") + ")"
+        label = (f"{name} ({spc}" + (f", {n} samples" if n > 1 else "") + (f", {v} views" if n > 1 and v > 1 else "")
+                 + projected(c) + ")")
         ax.plot([r.nfe for r in rs], [r.psnr for r in rs], marker="o", label=label)
     for ref in filter(is_paper, rows):
-        ax.scatter([ref.nfe], [ref.psnr], marker="*", s=150, color="k", zorder=5, label="paper: ancestral, 100 linear")
-    if reference is not None:
-        ax.axhline(reference["psnr"], color="grey", linestyle="--", label="regression twin")
+        ax.scatter([ref.nfe], [ref.psnr], marker="*", s=150, zorder=5, label="paper: ancestral, 100 linear" + projected(ref.consistency))
+    for i, r in enumerate(references):
+        ax.axhline(r.psnr, color=f"C{i % 10}", linestyle="--" if r.consistency else ":",
+                   label=("regression twin" if r.method == "regression" else r.method) + (f" (projected, {r.consistency})" if r.consistency else ""))
     ax.set_xscale("log")
     ax.set_xlabel("network evaluations per scene")
     ax.set_ylabel("mean PSNR (dB)")
@@ -164,14 +221,15 @@ def plot(rows: Sequence[SamplingRow], reference: dict | None, path: str | Path, 
 
 
 def main(weights, observation_files, schedule_cfg, sampling_cfg, samplers, steps, spacing, n_samples,
-         regression_weights, out_csv, out_plot, views=(1,), paper_reference=True) -> list[SamplingRow]:
+         regression_weights, out_csv, out_plot, views=(1,), paper_reference=True, consistency=None, classical=(),
+         cnmf_settings=None) -> list[SamplingRow]:
     t0 = time.perf_counter()
-    rows, reference = run(weights, observation_files, schedule_cfg, sampling_cfg, samplers, steps, spacing,
-                          n_samples, regression_weights, views, paper_reference)
-    print(markdown(rows, reference))
+    rows, references = run(weights, observation_files, schedule_cfg, sampling_cfg, samplers, steps, spacing,
+                           n_samples, regression_weights, views, paper_reference, consistency, classical, cnmf_settings)
+    print(markdown(rows, references))
     print(f"\n{len(observation_files)} scenes, {time.perf_counter() - t0:.0f} s wall")
     if out_csv:
-        write_csv(rows, reference, out_csv)
+        write_csv(rows, references, out_csv)
     if out_plot:
-        plot(rows, reference, out_plot, title=Path(weights).parent.name)
+        plot(rows, references, out_plot, title=Path(weights).parent.name)
     return rows

@@ -165,7 +165,7 @@ def cmd_fuse(args) -> int:
 
     config = _sampling_config(args.config)
     sampling = dict(config["sampling"])
-    for key in ("sampler", "eta", "tile", "overlap", "tile_batch", "n_samples", "views", "seed", "device"):
+    for key in ("sampler", "eta", "tile", "overlap", "tile_batch", "n_samples", "views", "consistency", "seed", "device"):
         if getattr(args, key) is not None:
             sampling[key] = getattr(args, key)
     schedule = dict(config["diffusion"]["sample_schedule"])
@@ -174,10 +174,20 @@ def cmd_fuse(args) -> int:
     if args.spacing:
         schedule["spacing"] = args.spacing
     inputs = [args.weights] + [split_cube_spec(spec)[0] for spec in (args.lr_hsi, args.hr_msi)]
+    operators = None
+    if args.operators is not None:
+        from hsrdiff.files import read_operators
+        from hsrdiff.io import open_h5
+
+        inputs.append(args.operators)
+        with open_h5(args.operators) as fh:
+            operators = read_operators(fh)
+    elif sampling.get("consistency"):
+        log.info("no --operators: the fusion is not projected onto the observations (sampling.consistency needs their PSF and SRF)")
     check_output_path(args.out, inputs)
     lr_hsi, hr_msi = read_cube(args.lr_hsi, args.scale), read_cube(args.hr_msi, args.scale)
     result = fuse_files(args.weights, lr_hsi, hr_msi, args.out, schedule, sampling,
-                        provenance={"lr_hsi": args.lr_hsi, "hr_msi": args.hr_msi})
+                        provenance={"lr_hsi": args.lr_hsi, "hr_msi": args.hr_msi}, operators=operators)
     stamp([args.out], "hsrdiff fuse", inputs, {"schedule": schedule, "sampling": sampling})
     log.info("fused %s -> %s in %.1f s", args.lr_hsi, args.out, result.seconds)
     return 0
@@ -202,7 +212,8 @@ def cmd_bench_sampling(args) -> int:
     from hsrdiff.diffusion import SAMPLERS
 
     bench(args.weights, args.observations, config["diffusion"]["sample_schedule"], sampling, args.samplers or list(SAMPLERS), args.steps,
-          args.spacing, args.n_samples, args.regression, args.csv, args.plot, args.views, not args.no_paper_reference)
+          args.spacing, args.n_samples, args.regression, args.csv, args.plot, args.views, not args.no_paper_reference,
+          args.consistency, args.classical, config["evaluation"]["cnmf"])
     return 0
 
 
@@ -304,6 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-samples", type=_count(1))
     p.add_argument("--views", type=int, choices=(1, 2, 4, 8),
                    help="rotated and mirrored views of the inputs the samples cycle through (default: the config's)")
+    p.add_argument("--consistency", type=_count(0),
+                   help="CGLS iterations of the projection onto the observations, 0: off (default: the config's; needs --operators)")
+    p.add_argument("--operators", type=Path,
+                   help="HDF5 file with the observations' psf and srf (as in resources/degraded/<dataset>/*.h5), for --consistency")
     p.add_argument("--seed", type=int)
     p.add_argument("--device")
     p.set_defaults(func=cmd_fuse)
@@ -327,6 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-samples", type=_count(1), nargs="+", default=[1], help="samples averaged per scene (one row set each)")
     p.add_argument("--views", type=int, choices=(1, 2, 4, 8), nargs="+", default=[1],
                    help="views of the inputs the samples cycle through (one row set each; default: %(default)s)")
+    p.add_argument("--consistency", type=_count(0), nargs="+",
+                   help="iterations of the projection onto the observations, one row set (and reference line) each "
+                        "(default: the config's sampling.consistency; 0: none)")
+    p.add_argument("--classical", nargs="+", choices=("glp-hs", "gsa", "cnmf", "bicubic"), default=[],
+                   help="classical methods as reference lines, as published and projected like the samples")
     p.add_argument("--no-paper-reference", action="store_true",
                    help="leave out the paper's sampler (100 network evaluations per scene: hours for 512x512 scenes on a CPU)")
     p.add_argument("--config", help="sampling defaults: a configuration file (default: config/config.yaml where "

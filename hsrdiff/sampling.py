@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from hsrdiff.degradation import DIHEDRAL_VIEWS, dihedral, undo_dihedral
+from hsrdiff.degradation import DIHEDRAL_VIEWS, PSF, dihedral, project_onto_observations, undo_dihedral
 from hsrdiff.diffusion import AncestralSampler, Sampler, Schedule, make_sampler, sampling_levels, to_data_range, to_model_range
 from hsrdiff.errors import DataError
 from hsrdiff.files import FusionResult, write_fused
@@ -114,20 +114,30 @@ class TiledDenoiser:
 @torch.no_grad()
 def fuse(model: Denoiser, lr_hsi, hr_msi, ratio: int, sampler: Sampler | Schedule | None = None, mode: str = "diffusion",
          tile: int | None = None, overlap: int = 0, n_samples: int = 1, seed: int = 0,
-         device: str | torch.device = "cpu", tile_batch: int = 8, views: int = 1) -> FusionResult:
+         device: str | torch.device = "cpu", tile_batch: int = 8, views: int = 1,
+         operators: tuple[PSF, np.ndarray] | None = None, consistency: int = 0) -> FusionResult:
     """Estimate the HR-HSI from one ``lr_hsi`` (L, h, w) and ``hr_msi`` (l, H, W) on [0, 1].
 
     ``sampler``: any ``hsrdiff.diffusion.Sampler`` (a ``Schedule`` means the ancestral sampler on
     its levels); unused in regression mode. Sample i starts from the seed ``seed + i`` and fuses
     view ``i mod views`` of the inputs (``DIHEDRAL_VIEWS``: rotated and mirrored, the result turned
-    back); regression, which draws no noise, gives one sample per view.
+    back); regression, which draws no noise, gives one sample per view. With ``consistency`` > 0
+    each sample is then projected onto the images that explain the observations under
+    ``operators`` (the PSF and the SRF matrix): ``consistency`` CGLS iterations of
+    :func:`hsrdiff.degradation.project_onto_observations`.
     """
     import time
 
     if not 1 <= views <= len(DIHEDRAL_VIEWS):
         raise DataError(f"sampling.views must be 1 to {len(DIHEDRAL_VIEWS)}; got {views}")
-    lr = to_model_range(torch.as_tensor(np.asarray(lr_hsi), dtype=torch.float32)[None].to(device))
-    msi = to_model_range(torch.as_tensor(np.asarray(hr_msi), dtype=torch.float32)[None].to(device))
+    if consistency < 0:
+        raise DataError(f"sampling.consistency must be 0 (off) or a number of iterations; got {consistency}")
+    if consistency and operators is None:
+        raise DataError(f"sampling.consistency {consistency} needs the observations' PSF and SRF; none were given "
+                        "(set sampling.consistency to 0 to fuse without the projection)")
+    lr_data = torch.as_tensor(np.asarray(lr_hsi), dtype=torch.float32)[None].to(device)
+    msi_data = torch.as_tensor(np.asarray(hr_msi), dtype=torch.float32)[None].to(device)
+    lr, msi = to_model_range(lr_data), to_model_range(msi_data)
     if msi.shape[-2] != lr.shape[-2] * ratio or msi.shape[-1] != lr.shape[-1] * ratio:
         raise DataError(f"hr_msi {tuple(msi.shape[1:])} is not lr_hsi {tuple(lr.shape[1:])} times the ratio {ratio}")
     model = model.to(device).eval()
@@ -154,6 +164,9 @@ def fuse(model: Denoiser, lr_hsi, hr_msi, ratio: int, sampler: Sampler | Schedul
                     generator = torch.Generator(device=device).manual_seed(seed + i)
                     y = sampler.sample(x0_fn, shape, device=device, generator=generator)
                 samples[i] = undo_dihedral(to_data_range(x0_fn.to_image(y)).clamp(0, 1), rot, flip)
+                if consistency:
+                    psf, srf = operators
+                    samples[i] = project_onto_observations(samples[i], lr_data, msi_data, psf, srf, consistency).clamp(0, 1)
         stack = torch.cat(samples)
         if torch.device(device).type == "cuda":
             torch.cuda.synchronize(device)
@@ -202,9 +215,10 @@ class Fuser:
         self.device = resolve_device(sampling_cfg.get("device", "auto"))
         self.model, self.blob = load_weights(weights, self.device)
         self.schedule_cfg = dict(schedule_cfg)
-        self.sampling = {k: sampling_cfg.get(k) for k in ("sampler", "eta", "tile", "overlap", "tile_batch", "n_samples", "views", "seed")}
+        self.sampling = {k: sampling_cfg.get(k) for k in ("sampler", "eta", "tile", "overlap", "tile_batch", "n_samples", "views", "consistency", "seed")}
         train_schedule = (self.blob.get("diffusion") or {}).get("train_schedule")
         self.sampler = build_sampler(self.schedule_cfg, self.sampling, train_schedule)
+        self.consistency_applied = 0  # set by each call: the projection's iterations, 0 without operators
 
     @property
     def hsi_bands(self) -> int:
@@ -242,28 +256,35 @@ class Fuser:
             raise DataError(f"{names[1]}: {hr_msi.shape[1]}x{hr_msi.shape[2]} pixels; the model's ratio is {self.ratio}, "
                             f"so {names[0]} of {h}x{w} needs {h * self.ratio}x{w * self.ratio}")
 
-    def __call__(self, lr_hsi: np.ndarray, hr_msi: np.ndarray) -> FusionResult:
-        """Fuse ``lr_hsi`` (L, h, w) and ``hr_msi`` (l, h * ratio, w * ratio) on [0, 1]."""
+    def __call__(self, lr_hsi: np.ndarray, hr_msi: np.ndarray, operators: tuple[PSF, np.ndarray] | None = None) -> FusionResult:
+        """Fuse ``lr_hsi`` (L, h, w) and ``hr_msi`` (l, h * ratio, w * ratio) on [0, 1].
+
+        ``operators``: the observations' (PSF, SRF matrix), which ``sampling.consistency`` needs;
+        without them the samples are not projected (``consistency_applied`` says which happened).
+        """
         self.check(lr_hsi, hr_msi)
         s = self.sampling
+        self.consistency_applied = int(s["consistency"] or 0) if operators is not None else 0
         return fuse(self.model, lr_hsi, hr_msi, self.ratio, self.sampler, mode=self.blob["mode"],
                     tile=s["tile"], overlap=int(s["overlap"] or 0), n_samples=int(s["n_samples"] or 1),
                     seed=int(s["seed"] or 0), device=self.device, tile_batch=int(s["tile_batch"] or 8),
-                    views=int(s["views"] or 1))
+                    views=int(s["views"] or 1), operators=operators, consistency=self.consistency_applied)
 
     def provenance(self) -> dict[str, Any]:
         """Attributes of a fused file that say which weights and settings made it."""
         return {"weights_file": str(self.weights), "weights_sha256": describe(self.weights)["sha256"],
                 "mode": self.blob["mode"], "stage": self.blob.get("stage", ""), "schedule": json.dumps(self.schedule_cfg),
-                "sampling": json.dumps(self.sampling), "device": str(self.device)}
+                "sampling": json.dumps(self.sampling), "consistency_applied": self.consistency_applied,
+                "device": str(self.device)}
 
 
 def fuse_files(weights: str | Path, lr_hsi: np.ndarray, hr_msi: np.ndarray, out: str | Path,
                schedule_cfg: Mapping[str, Any], sampling_cfg: Mapping[str, Any],
-               wavelengths: np.ndarray | None = None, provenance: Mapping[str, Any] | None = None) -> FusionResult:
+               wavelengths: np.ndarray | None = None, provenance: Mapping[str, Any] | None = None,
+               operators: tuple[PSF, np.ndarray] | None = None) -> FusionResult:
     """Load a weights file, fuse one scene and write it with its provenance."""
     fuser = Fuser(weights, schedule_cfg, sampling_cfg)
-    result = fuser(lr_hsi, hr_msi)
+    result = fuser(lr_hsi, hr_msi, operators)
     if not np.isfinite(result.fused).all() or (result.std is not None and not np.isfinite(result.std).all()):
         raise DataError(f"{weights}: the fusion of {out} holds NaN or infinite values (the weights may be corrupt); nothing written")
     write_fused(out, result, wavelengths, {"method": "hsrdiff", **fuser.provenance(), **(provenance or {})})

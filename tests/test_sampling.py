@@ -157,6 +157,30 @@ def test_probe_tells_a_network_that_ignores_its_noisy_input_from_one_that_uses_i
         assert gain > 10, rows
 
 
+def test_consistency_projects_each_sample_onto_the_observations(perturbed_model):
+    """With sampling.consistency the fused image (mean of views) maps onto the observations it was
+    fused from; without the operators it is refused; 0 iterations leave the network's image."""
+    from hsrdiff.degradation import make_psf, spatial_degrade, spectral_degrade
+
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:64, 0:64] / 64.0
+    # values inside (0, 1), so that the final clip does not undo the projection
+    gt = np.stack([0.5 + 0.2 * np.sin(2 * np.pi * (k + 1) * xx) * np.cos(2 * np.pi * yy) for k in range(6)]).astype(np.float32)
+    psf = make_psf({"mode": "block"}, 4)
+    srf = rng.random((3, 6)).astype(np.float32)
+    srf /= srf.sum(1, keepdims=True)
+    lr_hsi, hr_msi = spatial_degrade(gt, psf), spectral_degrade(gt, srf)
+    plain = fuse(perturbed_model, lr_hsi, hr_msi, 4, SCHEDULE, n_samples=2, views=2)
+    projected = fuse(perturbed_model, lr_hsi, hr_msi, 4, SCHEDULE, n_samples=2, views=2, operators=(psf, srf), consistency=50)
+    gap = lambda x: max(np.abs(spatial_degrade(x, psf) - lr_hsi).max(), np.abs(spectral_degrade(x, srf) - hr_msi).max())
+    assert gap(plain.fused) > 1e-2 and gap(projected.fused) < 1e-4
+    assert np.mean((projected.fused - gt) ** 2) < np.mean((plain.fused - gt) ** 2)
+    unprojected = fuse(perturbed_model, lr_hsi, hr_msi, 4, SCHEDULE, n_samples=2, views=2, operators=(psf, srf), consistency=0)
+    np.testing.assert_array_equal(unprojected.fused, plain.fused)
+    with pytest.raises(DataError, match="consistency 50 needs the observations' PSF and SRF"):
+        fuse(perturbed_model, lr_hsi, hr_msi, 4, SCHEDULE, consistency=50)
+
+
 def test_tiles_add_the_network_to_the_whole_images_base(observation):
     """An untrained network returns its base; tiled, each tile's base is cut from the whole image's
     GLP-HS fusion, so the tiled result is that fusion (a base computed per tile would differ)."""
@@ -221,6 +245,23 @@ def test_fuse_command_takes_the_sampler_steps_and_spacing(weights_and_scene, tmp
     assert main(args[:-10] + ["--sampler", "euler"]) == 2
 
 
+def test_fuse_command_projects_only_with_the_operators_it_is_given(weights_and_scene, tmp_path):
+    from hsrdiff.cli import main
+    from hsrdiff.degradation import spectral_degrade
+    from hsrdiff.files import read_observations
+
+    weights, scene = weights_and_scene
+    obs = read_observations(scene)
+    base = ["fuse", "--weights", str(weights), "--lr-hsi", f"{scene}:lr_hsi", "--hr-msi", f"{scene}:hr_msi", "--steps", "2",
+            "--device", "cpu"]
+    assert main(base + ["--out", str(tmp_path / "plain.h5")]) == 0  # the config's consistency, but no operators
+    assert main(base + ["--out", str(tmp_path / "proj.h5"), "--operators", str(scene), "--consistency", "30"]) == 0
+    with h5py.File(tmp_path / "plain.h5") as plain, h5py.File(tmp_path / "proj.h5") as proj:
+        assert plain.attrs["consistency_applied"] == 0 and proj.attrs["consistency_applied"] == 30
+        msi_gap = [np.abs(spectral_degrade(f["fused"][()], obs.srf) - obs.hr_msi).mean() for f in (plain, proj)]
+    assert msi_gap[1] < 0.5 * msi_gap[0]
+
+
 def test_bench_sampling_writes_its_table_csv_and_plot(weights_and_scene, tmp_path, capsys):
     import pandas as pd
 
@@ -229,10 +270,11 @@ def test_bench_sampling_writes_its_table_csv_and_plot(weights_and_scene, tmp_pat
     weights, scene = weights_and_scene
     assert main(["bench-sampling", "--weights", str(weights), "--regression", str(weights), str(scene), "--samplers", "ddim",
                  "dpm-solver++", "--steps", "1", "2", "--n-samples", "1", "2", "--views", "1", "4", "--csv", str(tmp_path / "b.csv"),
-                 "--plot", str(tmp_path / "b.png"), "--device", "cpu"]) == 0
+                 "--plot", str(tmp_path / "b.png"), "--device", "cpu", "--consistency", "0"]) == 0
     table = pd.read_csv(tmp_path / "b.csv")
     # the paper's reference, the grid (one sample sees one view: no 1-sample rows for 4 views), the regression line
     assert len(table) == 1 + 2 * 2 * (1 + 2) + 1
+    assert (table.consistency == 0).all()
     first = table.iloc[0]
     assert (first.sampler, first.spacing, first.steps, first.nfe) == ("ancestral", "linear", 100, 100)
     two = table[table.n_samples == 2]
@@ -241,10 +283,18 @@ def test_bench_sampling_writes_its_table_csv_and_plot(weights_and_scene, tmp_pat
     assert sorted(set(two.views)) == [1, 4] and (table[table.n_samples == 1].views == 1).all()
     assert table[(table.n_samples == 1) & (table.sampler != "regression")].uncertainty_rank_corr.isna().all()
     assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
-    assert "| dpm-solver++ | log_snr | 2 | 2 | 4 | 4 |" in capsys.readouterr().out
+    assert "| dpm-solver++ | log_snr | 2 | 2 | 4 | 0 | 4 |" in capsys.readouterr().out
     assert main(["bench-sampling", "--weights", str(weights), str(scene), "--samplers", "ddim", "--steps", "1",
                  "--no-paper-reference", "--csv", str(tmp_path / "c.csv"), "--plot", str(tmp_path / "c.png"), "--device", "cpu"]) == 0
     assert list(pd.read_csv(tmp_path / "c.csv").sampler) == ["ddim"]
+    # each row set and reference line once per consistency; a classical method as published and projected
+    assert main(["bench-sampling", "--weights", str(weights), str(scene), "--samplers", "ddim", "--steps", "1",
+                 "--no-paper-reference", "--consistency", "0", "20", "--classical", "glp-hs", "--csv", str(tmp_path / "d.csv"),
+                 "--device", "cpu"]) == 0
+    table = pd.read_csv(tmp_path / "d.csv")
+    assert list(zip(table.sampler, table.consistency)) == [("ddim", 0), ("ddim", 20), ("glp-hs", 0), ("glp-hs", 20)]
+    glp = table[table.sampler == "glp-hs"].set_index("consistency")
+    assert (glp.nfe == 0).all() and glp.psnr[0] != glp.psnr[20]
 
 
 @pytest.mark.parametrize("sampler_name", ["ancestral", "ddim", "dpm-solver++"])

@@ -14,6 +14,7 @@ fuse_files(
     snakemake.params.schedule,
     snakemake.params.sampling,
     wavelengths=obs.wavelengths,
+    operators=None if obs.psf is None else (obs.psf, obs.srf),
     provenance={"dataset": snakemake.wildcards.dataset, "scene": snakemake.wildcards.scene,
                 "observations": snakemake.input.observations},
 )
