@@ -59,6 +59,9 @@ bench-sampling: $(BIN)/.installed
 	$(BIN)/hsrdiff bench-sampling --weights results/demo/models/hsrdiff/stage3.pt --samplers ancestral --steps 3 \
 	  --n-samples 8 --views 1 8 --no-paper-reference \
 	  --csv results/bench/sampling_demo_averaged.csv resources/degraded/demo/test_*.h5
+	$(BIN)/hsrdiff bench-sampling --weights results/demo/models/hsrdiff/stage3.pt --samplers ancestral --steps 3 \
+	  --regression results/demo/models/regression/stage3.pt --consistency 0 20 --classical glp-hs cnmf --no-paper-reference \
+	  --csv results/bench/sampling_demo_consistency.csv resources/degraded/demo/test_*.h5
 
 clean-results:
 	rm -rf results logs benchmarks

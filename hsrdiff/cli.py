@@ -182,14 +182,14 @@ def cmd_fuse(args) -> int:
         inputs.append(args.operators)
         with open_h5(args.operators) as fh:
             operators = read_operators(fh)
-    elif sampling.get("consistency"):
-        log.info("no --operators: the fusion is not projected onto the observations (sampling.consistency needs their PSF and SRF)")
     check_output_path(args.out, inputs)
     lr_hsi, hr_msi = read_cube(args.lr_hsi, args.scale), read_cube(args.hr_msi, args.scale)
     result = fuse_files(args.weights, lr_hsi, hr_msi, args.out, schedule, sampling,
                         provenance={"lr_hsi": args.lr_hsi, "hr_msi": args.hr_msi}, operators=operators)
     stamp([args.out], "hsrdiff fuse", inputs, {"schedule": schedule, "sampling": sampling})
     log.info("fused %s -> %s in %.1f s", args.lr_hsi, args.out, result.seconds)
+    if operators is None and sampling.get("consistency"):
+        log.info("not projected onto the observations: sampling.consistency needs their PSF and SRF (--operators)")
     return 0
 
 
