@@ -201,12 +201,13 @@ def project_onto_observations(x, lr_hsi, hr_msi, psf: PSF, srf_matrix, iteration
     orthogonal projection of x onto the images that explain them: what the observations fix is
     taken from them, the rest (the null space of the degradation) from ``x``. This is the
     data-consistency step of diffusion restoration (DDNM's range/null-space split), done
-    iteratively since this A has no cheap pseudo-inverse. Computed in float64; returns x's kind
-    and dtype, unclipped.
+    iteratively since this A has no cheap pseudo-inverse. Computed in x's precision (float32 at
+    least: on the demo and CAVE it scores as float64 to 1e-4 dB at a third to a fifth of the time),
+    the step sizes in float64; returns x's kind and dtype, unclipped.
     """
     t, was_numpy, unbatched = _to_batched_tensor(x)
     dtype = t.dtype
-    xk = t.double()
+    xk = t.to(torch.promote_types(dtype, torch.float32))
     lr = _to_batched_tensor(lr_hsi)[0].to(xk)
     msi = _to_batched_tensor(hr_msi)[0].to(xk)
     srf = torch.as_tensor(np.asarray(srf_matrix), dtype=xk.dtype, device=xk.device)
@@ -218,21 +219,24 @@ def project_onto_observations(x, lr_hsi, hr_msi, psf: PSF, srf_matrix, iteration
     def adjoint(r_lr, r_msi):
         return spatial_degrade_adjoint(r_lr, psf, height, width) + torch.einsum("lb,nlhw->nbhw", srf, r_msi)
 
+    def sq(v):
+        return v.double().pow(2).sum()
+
     a, b = forward(xk)
     r_lr, r_msi = lr - a, msi - b
     grad = adjoint(r_lr, r_msi)
     direction = grad.clone()
-    gamma = grad.pow(2).sum()
+    gamma = sq(grad)
     for _ in range(iterations):
         if gamma == 0:
             break
         q_lr, q_msi = forward(direction)
-        step = gamma / (q_lr.pow(2).sum() + q_msi.pow(2).sum())
+        step = (gamma / (sq(q_lr) + sq(q_msi))).to(xk.dtype)
         xk = xk + step * direction
         r_lr, r_msi = r_lr - step * q_lr, r_msi - step * q_msi
         grad = adjoint(r_lr, r_msi)
-        gamma_next = grad.pow(2).sum()
-        direction = grad + (gamma_next / gamma) * direction
+        gamma_next = sq(grad)
+        direction = grad + (gamma_next / gamma).to(xk.dtype) * direction
         gamma = gamma_next
     return _restore(xk.to(dtype), was_numpy, unbatched)
 
