@@ -229,3 +229,21 @@ def cnmf(lr_hsi: np.ndarray, hr_msi: np.ndarray, srf: np.ndarray, psf: PSF, n_en
 
 # The detail-injection baselines by their method names (all take lr_hsi, hr_msi, psf).
 HYPERSHARPENING = {"gsa": gsa, "glp-hs": glp_hs}
+CLASSICAL = ("cnmf", *HYPERSHARPENING, "bicubic")
+
+
+def classical(method: str, lr_hsi: np.ndarray, hr_msi: np.ndarray, psf: PSF, srf: np.ndarray,
+              cnmf_settings: dict | None = None) -> FusionResult:
+    """A classical method by its name in ``CLASSICAL``; CNMF with ``evaluation.cnmf``'s settings
+    (the schema's defaults where ``cnmf_settings`` leaves a key out)."""
+    if method == "cnmf":
+        from hsrdiff.config import schema_defaults
+
+        c = {**schema_defaults("properties", "evaluation", "properties", "cnmf"), **(cnmf_settings or {})}
+        return cnmf(lr_hsi, hr_msi, srf, psf, n_endmembers=c["endmembers"], inner_iterations=c["inner_iterations"],
+                    outer_iterations=c["outer_iterations"], delta=c["delta"])
+    if method in HYPERSHARPENING:
+        return HYPERSHARPENING[method](lr_hsi, hr_msi, psf)
+    if method == "bicubic":
+        return bicubic(lr_hsi, psf.ratio)
+    raise ValueError(f"unknown classical method '{method}'; expected one of {', '.join(CLASSICAL)}")

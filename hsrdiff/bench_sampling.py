@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from hsrdiff.baselines import classical
 from hsrdiff.degradation import project_onto_observations
 from hsrdiff.files import read_observations
 from hsrdiff.io import atomic_path
@@ -82,19 +83,13 @@ def _score(fuser: Fuser, scenes) -> tuple[float, float, float, list[float]]:
     return float(np.mean(psnrs)), float(np.mean(sams)), float(np.mean(secs)), corrs
 
 
-def _classical(method: str, obs, cnmf_settings: Mapping[str, Any] | None) -> np.ndarray:
-    from hsrdiff.realpair import fuse_with
-
-    return fuse_with(method, obs.lr_hsi, obs.hr_msi, obs.need("psf"), obs.need("srf"), cnmf_settings=cnmf_settings).fused
-
-
 def _score_classical(method: str, scenes, consistency: Sequence[int], cnmf_settings) -> list[ReferenceRow]:
     """A classical method's scores as published and projected like the network's samples: one
     fusion per scene, each projection from it."""
     scores: dict[int, list[tuple[float, float, float]]] = {c: [] for c in consistency}
     for obs in scenes:
         t0 = time.perf_counter()
-        fused = _classical(method, obs, cnmf_settings)
+        fused = classical(method, obs.lr_hsi, obs.hr_msi, obs.need("psf"), obs.need("srf"), cnmf_settings).fused
         seconds = time.perf_counter() - t0
         for c in consistency:
             t1 = time.perf_counter()

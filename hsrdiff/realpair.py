@@ -93,21 +93,13 @@ def fuse_with(method: str, lr_hsi: np.ndarray, hr_msi: np.ndarray, psf, srf: np.
               cnmf_settings: Mapping[str, Any] | None = None):
     """One compared method on observations without ground truth: a trained method (``weights``),
     cnmf (with the given response and blur), gsa, glp-hs or bicubic."""
-    from hsrdiff.baselines import HYPERSHARPENING, cnmf
+    from hsrdiff.baselines import CLASSICAL, classical
 
     if weights is not None:
         return Fuser(weights, schedule_cfg or {}, sampling_cfg or {})(lr_hsi, hr_msi)
-    if method == "cnmf":
-        from hsrdiff.config import schema_defaults
-
-        c = {**schema_defaults("properties", "evaluation", "properties", "cnmf"), **(cnmf_settings or {})}
-        return cnmf(lr_hsi, hr_msi, srf, psf, n_endmembers=c["endmembers"], inner_iterations=c["inner_iterations"],
-                    outer_iterations=c["outer_iterations"], delta=c["delta"])
-    if method in HYPERSHARPENING:
-        return HYPERSHARPENING[method](lr_hsi, hr_msi, psf)
-    if method == "bicubic":
-        return bicubic(lr_hsi, psf.ratio)
-    raise DataError(f"method '{method}' is neither trained (no weights given) nor a classical baseline")
+    if method not in CLASSICAL:
+        raise DataError(f"method '{method}' is neither trained (no weights given) nor a classical baseline")
+    return classical(method, lr_hsi, hr_msi, psf, srf, cnmf_settings)
 
 
 def full_resolution(pair, methods, weights: Mapping[str, str | Path], schedule_cfg: Mapping[str, Any],
