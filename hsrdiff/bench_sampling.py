@@ -111,9 +111,10 @@ def run(weights: str | Path, observation_files: Sequence[str | Path], schedule_c
         obs.need("gt")
     if consistency is None:
         consistency = [int(sampling_cfg.get("consistency") or 0)]
-    if any(c for c in consistency):
+    if any(consistency):  # the projection needs every scene's operators: refuse before any fusion
         for obs in scenes:
-            obs.need("psf"), obs.need("srf")
+            obs.need("psf")
+            obs.need("srf")
     fuser = Fuser(weights, schedule_cfg, sampling_cfg)
     train_schedule = (fuser.blob.get("diffusion") or {}).get("train_schedule")
     settings = [(PAPER["sampler"], PAPER["spacing"], PAPER["steps"], 1, 1, c) for c in consistency]
