@@ -23,8 +23,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from hsrdiff.baselines import classical
+from hsrdiff.baselines import CLASSICAL, classical
 from hsrdiff.degradation import project_onto_observations
+from hsrdiff.errors import DataError
 from hsrdiff.files import read_observations
 from hsrdiff.io import atomic_path
 from hsrdiff.metrics import psnr, sam
@@ -106,6 +107,9 @@ def run(weights: str | Path, observation_files: Sequence[str | Path], schedule_c
     """All rows (the paper's reference first unless ``paper_reference`` is False) and the
     reference lines (the regression twin's, then each classical method's), each at every
     ``consistency`` (default: the configuration's)."""
+    unknown = [m for m in classical if m not in CLASSICAL]
+    if unknown:
+        raise DataError(f"--classical {' '.join(unknown)}: not a classical method; expected some of {', '.join(CLASSICAL)}")
     scenes = [read_observations(p) for p in observation_files]
     for obs in scenes:
         obs.need("gt")

@@ -345,8 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--consistency", type=_count(0), nargs="+",
                    help="iterations of the projection onto the observations, one row set (and reference line) each "
                         "(default: the config's sampling.consistency; 0: none)")
-    p.add_argument("--classical", nargs="+", choices=("glp-hs", "gsa", "cnmf", "bicubic"), default=[],
-                   help="classical methods as reference lines, as published and projected like the samples")
+    p.add_argument("--classical", nargs="+", default=[],
+                   help="classical methods as reference lines (cnmf, gsa, glp-hs, bicubic), as published and projected like the samples")
     p.add_argument("--no-paper-reference", action="store_true",
                    help="leave out the paper's sampler (100 network evaluations per scene: hours for 512x512 scenes on a CPU)")
     p.add_argument("--config", help="sampling defaults: a configuration file (default: config/config.yaml where "

@@ -295,6 +295,10 @@ def test_bench_sampling_writes_its_table_csv_and_plot(weights_and_scene, tmp_pat
     assert list(zip(table.sampler, table.consistency)) == [("ddim", 0), ("ddim", 20), ("glp-hs", 0), ("glp-hs", 20)]
     glp = table[table.sampler == "glp-hs"].set_index("consistency")
     assert (glp.nfe == 0).all() and glp.psnr[0] != glp.psnr[20]
+    # an unknown method is refused before any fusion, naming it
+    assert main(["bench-sampling", "--weights", str(weights), str(scene), "--classical", "sfim", "--csv", str(tmp_path / "e.csv"),
+                 "--device", "cpu"]) == 2
+    assert "--classical sfim" in capsys.readouterr().err and not (tmp_path / "e.csv").exists()
 
 
 @pytest.mark.parametrize("sampler_name", ["ancestral", "ddim", "dpm-solver++"])
