@@ -122,20 +122,31 @@ def glp_hs_batch(lr_hsi: torch.Tensor, hr_msi: torch.Tensor, psf: PSF) -> torch.
         return fused.clamp(0, 1).to(lr_hsi.dtype)
 
 
-BASES = ("bicubic", "glp-hs")
+BASES = ("bicubic", "glp-hs", "cnmf")
 
 
-def fusion_base(kind: str, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, psf: PSF) -> torch.Tensor:
+def fusion_base(kind: str, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, psf: PSF | None,
+                srf: np.ndarray | None = None) -> torch.Tensor:
     """The image a network adds its output to (``model.base``), (B, L, H, W) on [0, 1].
 
     One function for the three places that need it: the patch files (computed on each whole
     training scene), the network (when no base is given) and tiled fusion (on the whole image).
+    ``glp-hs`` needs the PSF, ``cnmf`` the PSF and the SRF matrix (l, L); CNMF runs with the
+    schema's ``evaluation.cnmf`` settings, so that the base is the table's cnmf row.
     """
     if kind == "bicubic":
         return F.interpolate(lr_hsi, size=tuple(hr_msi.shape[-2:]), mode="bicubic", align_corners=False)
+    if kind not in BASES:
+        raise ValueError(f"unknown model base '{kind}'; expected one of {', '.join(BASES)}")
+    if psf is None:
+        raise ValueError(f"model base '{kind}' needs the observations' PSF")
     if kind == "glp-hs":
         return glp_hs_batch(lr_hsi, hr_msi, psf)
-    raise ValueError(f"unknown model base '{kind}'; expected one of {', '.join(BASES)}")
+    if srf is None:
+        raise ValueError("model base 'cnmf' needs the observations' SRF")
+    lr, msi = lr_hsi.detach().double().cpu().numpy(), hr_msi.detach().double().cpu().numpy()
+    fused = np.stack([classical("cnmf", lr[i], msi[i], psf, np.asarray(srf)).fused for i in range(len(lr))])
+    return torch.from_numpy(fused).to(device=lr_hsi.device, dtype=lr_hsi.dtype)
 
 
 def glp_hs(lr_hsi: np.ndarray, hr_msi: np.ndarray, psf: PSF) -> FusionResult:

@@ -74,3 +74,21 @@ def test_detail_injection_baselines_beat_bicubic_on_a_linear_mixture(mixing_scen
     assert sam(result.fused, gt) < sam(floor, gt)
     with pytest.raises(ValueError, match="must be \\(bands, H, W\\) with H, W = ratio 4"):
         HYPERSHARPENING[method](lr, msi[:, :40], psf)
+
+
+def test_a_network_base_names_the_operator_it_lacks(mixing_scene):
+    import torch
+
+    from hsrdiff.baselines import fusion_base
+
+    _, lr, msi, srf, psf, _ = mixing_scene
+    lr_t, msi_t = torch.from_numpy(lr)[None], torch.from_numpy(msi)[None]
+    with pytest.raises(ValueError, match="needs the observations' PSF"):
+        fusion_base("glp-hs", lr_t, msi_t, None)
+    with pytest.raises(ValueError, match="needs the observations' SRF"):
+        fusion_base("cnmf", lr_t, msi_t, psf)
+    with pytest.raises(ValueError, match="unknown model base 'sfim'"):
+        fusion_base("sfim", lr_t, msi_t, psf, srf)
+    base = fusion_base("cnmf", torch.cat([lr_t, lr_t]), torch.cat([msi_t, msi_t]), psf, srf)
+    assert base.shape == (2, lr.shape[0], *msi.shape[-2:]) and base.dtype == lr_t.dtype
+    torch.testing.assert_close(base[0], base[1])  # each image of a batch fused on its own

@@ -236,25 +236,35 @@ def test_ranks_of_tasks_started_by_srun():
     assert environment_from_slurm({"SLURM_STEP_NUM_TASKS": "4"}) == {}
 
 
-def test_a_glp_hs_base_is_kept_in_the_weights_and_an_untrained_network_returns_it(demo_data, tmp_path):
-    """model.base glp-hs: the trainer stores the patch file's PSF in the model configuration, the
-    weights file alone rebuilds the network, and before training (a zero residual) the network's
-    estimate is the GLP-HS baseline itself."""
-    from hsrdiff.baselines import glp_hs
+@pytest.mark.parametrize("base", ["glp-hs", "cnmf"])
+def test_a_classical_base_is_kept_in_the_weights_and_an_untrained_network_returns_it(demo_data, tmp_path, base):
+    """model.base glp-hs or cnmf: the trainer stores the patch file's PSF (and for CNMF its SRF)
+    in the model configuration, the weights file alone rebuilds the network, and before training
+    (a zero residual) the network's estimate is the classical fusion itself."""
+    from hsrdiff.baselines import classical
     from hsrdiff.data.patches import PatchDataset
     from hsrdiff.files import read_observations
 
     training, diffusion = training_defaults(checkpoint_every=100)
     stage = {"name": "s1", "patch_size": 32, "batch_size": 4, "iterations": 2, "learning_rate": 1e-3, "trainable": "all"}
     train_stage(StagePaths(demo_data / "p32.h5", tmp_path / "w.pt", tmp_path / "ckpt"), stage,
-                {**TINY_MODEL, "base": "glp-hs"}, training, diffusion)
+                {**TINY_MODEL, "base": base}, training, diffusion)
     model, blob = load_weights(tmp_path / "w.pt")
-    psf, _ = PatchDataset(demo_data / "p32.h5").operators()
-    assert blob["model_config"]["base"] == "glp-hs" and np.allclose(blob["model_config"]["base_psf"]["kernel"], psf.kernel)
+    psf, srf = PatchDataset(demo_data / "p32.h5").operators()
+    assert blob["model_config"]["base"] == base and np.allclose(blob["model_config"]["base_psf"]["kernel"], psf.kernel)
+    assert (blob["model_config"]["base_srf"] is None) == (base != "cnmf")
+    if base == "cnmf":
+        np.testing.assert_allclose(blob["model_config"]["base_srf"], srf)
     obs = read_observations(demo_data / "test_00.h5")
     untrained = build_model(ModelConfig(**blob["model_config"]))
     fused = fuse(untrained, obs.lr_hsi, obs.hr_msi, 4, mode="regression").fused
-    np.testing.assert_allclose(fused, glp_hs(obs.lr_hsi, obs.hr_msi, obs.psf).fused, atol=2e-6)
+    # The network sees its inputs on [-1, 1]; CNMF's result moves by up to 0.07 when its input
+    # moves by 1e-8 (VCA's choice of pixels), so the reference takes the same round trip.
+    def round_trip(x):
+        return ((torch.from_numpy(x) * 2 - 1 + 1) * 0.5).numpy()
+
+    reference = classical(base, round_trip(obs.lr_hsi), round_trip(obs.hr_msi), obs.psf, obs.srf).fused
+    np.testing.assert_allclose(fused, reference, atol=2e-6)
     trained = fuse(model, obs.lr_hsi, obs.hr_msi, 4, sampler=Schedule.from_config({"steps": 3, "beta_start": 1e-3, "beta_end": 0.5})).fused
     assert np.isfinite(trained).all() and trained.shape == obs.gt.shape
 

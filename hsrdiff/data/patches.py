@@ -126,7 +126,7 @@ def extract_patches(
             if bases:
                 lr, msi = torch.from_numpy(obs.lr_hsi)[None], torch.from_numpy(obs.hr_msi)[None]
                 for kind in bases:
-                    scene[BASE_PREFIX + kind] = fusion_base(kind, lr, msi, obs.psf)[0].numpy()
+                    scene[BASE_PREFIX + kind] = fusion_base(kind, lr, msi, obs.psf, obs.srf)[0].numpy()
             if i == 0:
                 copy_operators(s["path"], out)
             for _, r, c in (p for p in plan if p[0] == i):

@@ -48,11 +48,13 @@ class ModelConfig:
     noise_embedding_scale: float = 5000.0
     preconditioning: str = "none"  # or "residual" (EDM's c_skip/c_out around the upsampled LR-HSI)
     residual_std: float = 0.1
-    # What the network's residual is added to: the bicubic-upsampled LR-HSI, or the GLP-HS fusion
-    # of the two observations (which needs the PSF of the training data, kept here so that a
-    # weights file alone rebuilds the network: {kernel, ratio, mode, offset}).
+    # What the network's residual is added to: the bicubic-upsampled LR-HSI, or the GLP-HS or
+    # CNMF fusion of the two observations (which need the PSF of the training data, and CNMF its
+    # SRF matrix, kept here so that a weights file alone rebuilds the network: {kernel, ratio,
+    # mode, offset} and the (l, L) rows).
     base: str = "bicubic"
     base_psf: dict | None = None
+    base_srf: list | None = None
     # What the diffusion noises: the image x0 ("image", SR3's and the paper's) or the scaled
     # residual (x0 - base) / residual_scale ("residual", ours, as SRDiff), on the [-1, 1] scale.
     diffuse: str = "image"
@@ -130,14 +132,18 @@ class Denoiser(nn.Module):
         from hsrdiff.baselines import fusion_base
         from hsrdiff.degradation import PSF
 
-        psf = None
+        psf = srf = None
         if self.config.base != "bicubic":
             if not self.config.base_psf:
                 raise ValueError(f"model.base {self.config.base} needs base_psf (the trainer sets it from the patch file's PSF)")
             if getattr(self, "_psf", None) is None:
                 self._psf = PSF.from_dict(self.config.base_psf)
             psf = self._psf
-        return fusion_base(self.config.base, (lr_hsi + 1) * 0.5, (hr_msi + 1) * 0.5, psf) * 2 - 1
+        if self.config.base == "cnmf":
+            if not self.config.base_srf:
+                raise ValueError("model.base cnmf needs base_srf (the trainer sets it from the patch file's SRF)")
+            srf = self.config.base_srf
+        return fusion_base(self.config.base, (lr_hsi + 1) * 0.5, (hr_msi + 1) * 0.5, psf, srf) * 2 - 1
 
     def to_diffusion(self, x0: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
         """The variable the diffusion noises, from an image x0 and its base (both on [-1, 1])."""

@@ -119,7 +119,7 @@ class Parts:
     ema: EMA
 
 
-def _residual_scale(dataset: PatchDataset, base: str, psf: PSF, init_weights: Path | None, count: int = 256) -> float:
+def _residual_scale(dataset: PatchDataset, base: str, psf: PSF, srf, init_weights: Path | None, count: int = 256) -> float:
     """``model.residual_scale: auto``: the previous stage's value, or, for a first stage, the
     standard deviation of x0 - base on the [-1, 1] scale over up to ``count`` patches spread
     through the file (two significant digits, so that it reads as a setting)."""
@@ -132,7 +132,7 @@ def _residual_scale(dataset: PatchDataset, base: str, psf: PSF, init_weights: Pa
     for item in map(dataset.__getitem__, picks):
         patch_base = item.get(BASE_PREFIX + base)
         if patch_base is None:  # a file cut without this base: the base of the patch alone
-            patch_base = fusion_base(base, item["lr_hsi"][None], item["hr_msi"][None], psf)[0]
+            patch_base = fusion_base(base, item["lr_hsi"][None], item["hr_msi"][None], psf, srf)[0]
         residuals.append((2 * (item["gt"] - patch_base)).flatten())
     std = float(torch.cat(residuals).double().std())
     if not std > 0:
@@ -307,10 +307,12 @@ def train_stage(
     iterations = stage_cfg.steps(len(dataset))
     psf, srf = dataset.operators()
     first = dataset[0]
-    if model_cfg.get("base") == "glp-hs":  # the base needs the data's PSF; the weights file keeps it
+    if base != "bicubic":  # the base needs the data's PSF (CNMF its SRF too); the weights file keeps them
         model_cfg = {**model_cfg, "base_psf": psf.to_dict()}
+    if base == "cnmf":
+        model_cfg = {**model_cfg, "base_srf": srf.astype(float).tolist()}
     if model_cfg.get("residual_scale") == "auto":  # only the residual diffusion uses it
-        scale = _residual_scale(dataset, base, psf, paths.init_weights) if model_cfg.get("diffuse") == "residual" else 1.0
+        scale = _residual_scale(dataset, base, psf, srf, paths.init_weights) if model_cfg.get("diffuse") == "residual" else 1.0
         model_cfg = {**model_cfg, "residual_scale": scale}
     mc = ModelConfig(hsi_bands=first["gt"].shape[0], msi_bands=first["hr_msi"].shape[0], **model_cfg)
     base_key = BASE_PREFIX + mc.base
