@@ -125,28 +125,42 @@ def glp_hs_batch(lr_hsi: torch.Tensor, hr_msi: torch.Tensor, psf: PSF) -> torch.
 BASES = ("bicubic", "glp-hs", "cnmf")
 
 
-def fusion_base(kind: str, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, psf: PSF | None,
+def parse_base_name(name: str) -> tuple[str, int]:
+    kind, _, projected = name.partition("+p")
+    if kind not in BASES or (projected and not projected.isdigit()):
+        raise ValueError(f"unknown model base '{name}'; expected one of {', '.join(BASES)}, optionally +p<iterations>")
+    return kind, int(projected or 0)
+
+
+def fusion_base(name: str, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, psf: PSF | None,
                 srf: np.ndarray | None = None) -> torch.Tensor:
     """The image a network adds its output to (``model.base``), (B, L, H, W) on [0, 1].
 
     One function for the three places that need it: the patch files (computed on each whole
     training scene), the network (when no base is given) and tiled fusion (on the whole image).
     ``glp-hs`` needs the PSF, ``cnmf`` the PSF and the SRF matrix (l, L); CNMF runs with the
-    schema's ``evaluation.cnmf`` settings, so that the base is the table's cnmf row.
+    schema's ``evaluation.cnmf`` settings, so that the base is the table's cnmf row. A name
+    ``kind+p<N>`` projects the base onto the observations (N CGLS iterations, PSF and SRF).
     """
+    kind, consistency = parse_base_name(name)
+    if (kind != "bicubic" or consistency) and psf is None:
+        raise ValueError(f"model base '{name}' needs the observations' PSF")
+    if (kind == "cnmf" or consistency) and srf is None:
+        raise ValueError(f"model base '{name}' needs the observations' SRF")
     if kind == "bicubic":
-        return F.interpolate(lr_hsi, size=tuple(hr_msi.shape[-2:]), mode="bicubic", align_corners=False)
-    if kind not in BASES:
-        raise ValueError(f"unknown model base '{kind}'; expected one of {', '.join(BASES)}")
-    if psf is None:
-        raise ValueError(f"model base '{kind}' needs the observations' PSF")
-    if kind == "glp-hs":
-        return glp_hs_batch(lr_hsi, hr_msi, psf)
-    if srf is None:
-        raise ValueError("model base 'cnmf' needs the observations' SRF")
-    lr, msi = lr_hsi.detach().double().cpu().numpy(), hr_msi.detach().double().cpu().numpy()
-    fused = np.stack([classical("cnmf", lr[i], msi[i], psf, np.asarray(srf)).fused for i in range(len(lr))])
-    return torch.from_numpy(fused).to(device=lr_hsi.device, dtype=lr_hsi.dtype)
+        base = F.interpolate(lr_hsi, size=tuple(hr_msi.shape[-2:]), mode="bicubic", align_corners=False)
+    elif kind == "glp-hs":
+        base = glp_hs_batch(lr_hsi, hr_msi, psf)
+    else:
+        lr, msi = lr_hsi.detach().double().cpu().numpy(), hr_msi.detach().double().cpu().numpy()
+        fused = np.stack([classical("cnmf", lr[i], msi[i], psf, np.asarray(srf)).fused for i in range(len(lr))])
+        base = torch.from_numpy(fused).to(device=lr_hsi.device, dtype=lr_hsi.dtype)
+    if consistency:
+        from hsrdiff.degradation import project_onto_observations
+
+        with torch.no_grad():
+            base = project_onto_observations(base, lr_hsi, hr_msi, psf, np.asarray(srf), consistency).clamp(0, 1)
+    return base
 
 
 def glp_hs(lr_hsi: np.ndarray, hr_msi: np.ndarray, psf: PSF) -> FusionResult:

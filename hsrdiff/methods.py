@@ -56,10 +56,19 @@ def method_settings(config: Mapping[str, Any], method: str) -> dict:
     return {"model": model, "training": training, "diffusion": config["diffusion"]}
 
 
+def base_name(kind: str, consistency: int = 0) -> str:
+    """The name a network base goes by in patch files (``base_<name>``): ``model.base``, or
+    ``<base>+p<N>`` when ``model.base_consistency`` projects it onto the observations (N CGLS
+    iterations); ``hsrdiff.baselines.fusion_base`` computes a base from its name."""
+    return f"{kind}+p{int(consistency)}" if consistency else kind
+
+
 def patch_options(config: Mapping[str, Any]) -> dict:
     """The keyword arguments of ``extract_patches`` from a config: ``patches`` and the network bases
-    (``model.base``) of the trained methods, stored beside the patches."""
-    bases = sorted({method_settings(config, m)["model"].get("base", "bicubic") for m in trained_methods(config)})
+    (``model.base``, ``model.base_consistency``) of the trained methods, stored beside the patches."""
+
+    models = [method_settings(config, m)["model"] for m in trained_methods(config)]
+    bases = sorted({base_name(m.get("base", "bicubic"), m.get("base_consistency", 0)) for m in models})
     return {"stride_fraction": config["patches"]["stride_fraction"], "max_per_scene": config["patches"]["max_per_scene"],
             "bases": bases}
 

@@ -92,3 +92,26 @@ def test_a_network_base_names_the_operator_it_lacks(mixing_scene):
     base = fusion_base("cnmf", torch.cat([lr_t, lr_t]), torch.cat([msi_t, msi_t]), psf, srf)
     assert base.shape == (2, lr.shape[0], *msi.shape[-2:]) and base.dtype == lr_t.dtype
     torch.testing.assert_close(base[0], base[1])  # each image of a batch fused on its own
+
+
+def test_a_projected_base_reproduces_the_observations(mixing_scene):
+    import torch
+
+    from hsrdiff.baselines import fusion_base, parse_base_name
+    from hsrdiff.methods import base_name
+
+    _, lr, msi, srf, psf, _ = mixing_scene
+    assert base_name("glp-hs") == "glp-hs" and base_name("cnmf", 20) == "cnmf+p20"
+    assert parse_base_name("cnmf+p20") == ("cnmf", 20) and parse_base_name("bicubic") == ("bicubic", 0)
+    with pytest.raises(ValueError, match="unknown model base 'glp-hs\\+px'"):
+        parse_base_name("glp-hs+px")
+    lr_t, msi_t = torch.from_numpy(lr)[None], torch.from_numpy(msi)[None]
+    with pytest.raises(ValueError, match="needs the observations' SRF"):
+        fusion_base("glp-hs+p5", lr_t, msi_t, psf)
+
+    def misfit(x):
+        return float((spatial_degrade(x[0].numpy(), psf) - lr).std() + (spectral_degrade(x[0].numpy(), srf) - msi).std())
+
+    for kind in ("bicubic", "cnmf"):  # GLP-HS already reproduces this scene's observations
+        plain, projected = (fusion_base(name, lr_t, msi_t, psf, srf) for name in (kind, base_name(kind, 50)))
+        assert misfit(projected) < 0.05 * misfit(plain), (kind, misfit(projected), misfit(plain))

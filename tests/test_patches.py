@@ -122,7 +122,7 @@ def test_bases_are_cut_from_the_whole_scenes_and_augmented_with_the_triple(degra
         item = ds[(5, rot, flip)]
         np.testing.assert_array_equal(item["base_glp-hs"], dihedral(plain[5]["base_glp-hs"], rot, flip))
         np.testing.assert_array_equal(item["gt"], dihedral(torch.from_numpy(gt[5]), rot, flip))
-    with pytest.raises(DataError, match="unknown network base.*sharp"):
+    with pytest.raises(DataError, match="unknown model base 'sharp'"):
         extract_patches(paths, 32, tmp_path / "bad.h5", bases=["sharp"])
 
 

@@ -236,24 +236,26 @@ def test_ranks_of_tasks_started_by_srun():
     assert environment_from_slurm({"SLURM_STEP_NUM_TASKS": "4"}) == {}
 
 
-@pytest.mark.parametrize("base", ["glp-hs", "cnmf"])
-def test_a_classical_base_is_kept_in_the_weights_and_an_untrained_network_returns_it(demo_data, tmp_path, base):
-    """model.base glp-hs or cnmf: the trainer stores the patch file's PSF (and for CNMF its SRF)
-    in the model configuration, the weights file alone rebuilds the network, and before training
-    (a zero residual) the network's estimate is the classical fusion itself."""
+@pytest.mark.parametrize("base,consistency", [("glp-hs", 0), ("cnmf", 0), ("glp-hs", 10)])
+def test_a_classical_base_is_kept_in_the_weights_and_an_untrained_network_returns_it(demo_data, tmp_path, base, consistency):
+    """model.base glp-hs or cnmf: the trainer stores the patch file's PSF (and for CNMF or a
+    projected base its SRF) in the model configuration, the weights file alone rebuilds the
+    network, and before training (a zero residual) the network's estimate is the classical fusion
+    itself, projected onto the observations with model.base_consistency."""
     from hsrdiff.baselines import classical
+    from hsrdiff.degradation import project_onto_observations
     from hsrdiff.data.patches import PatchDataset
     from hsrdiff.files import read_observations
 
     training, diffusion = training_defaults(checkpoint_every=100)
     stage = {"name": "s1", "patch_size": 32, "batch_size": 4, "iterations": 2, "learning_rate": 1e-3, "trainable": "all"}
     train_stage(StagePaths(demo_data / "p32.h5", tmp_path / "w.pt", tmp_path / "ckpt"), stage,
-                {**TINY_MODEL, "base": base}, training, diffusion)
+                {**TINY_MODEL, "base": base, "base_consistency": consistency}, training, diffusion)
     model, blob = load_weights(tmp_path / "w.pt")
     psf, srf = PatchDataset(demo_data / "p32.h5").operators()
     assert blob["model_config"]["base"] == base and np.allclose(blob["model_config"]["base_psf"]["kernel"], psf.kernel)
-    assert (blob["model_config"]["base_srf"] is None) == (base != "cnmf")
-    if base == "cnmf":
+    assert (blob["model_config"]["base_srf"] is None) == (base != "cnmf" and not consistency)
+    if blob["model_config"]["base_srf"] is not None:
         np.testing.assert_allclose(blob["model_config"]["base_srf"], srf)
     obs = read_observations(demo_data / "test_00.h5")
     untrained = build_model(ModelConfig(**blob["model_config"]))
@@ -263,7 +265,11 @@ def test_a_classical_base_is_kept_in_the_weights_and_an_untrained_network_return
     def round_trip(x):
         return ((torch.from_numpy(x) * 2 - 1 + 1) * 0.5).numpy()
 
-    reference = classical(base, round_trip(obs.lr_hsi), round_trip(obs.hr_msi), obs.psf, obs.srf).fused
+    lr_hsi, hr_msi = round_trip(obs.lr_hsi), round_trip(obs.hr_msi)
+    reference = classical(base, lr_hsi, hr_msi, obs.psf, obs.srf).fused
+    if consistency:
+        reference = project_onto_observations(reference, lr_hsi, hr_msi, obs.psf, obs.srf, consistency).clip(0, 1)
+        assert np.abs(reference - classical(base, lr_hsi, hr_msi, obs.psf, obs.srf).fused).max() > 1e-3
     np.testing.assert_allclose(fused, reference, atol=2e-6)
     trained = fuse(model, obs.lr_hsi, obs.hr_msi, 4, sampler=Schedule.from_config({"steps": 3, "beta_start": 1e-3, "beta_end": 0.5})).fused
     assert np.isfinite(trained).all() and trained.shape == obs.gt.shape

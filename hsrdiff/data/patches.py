@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from hsrdiff.baselines import BASES, fusion_base
+from hsrdiff.baselines import fusion_base, parse_base_name
 from hsrdiff.degradation import PSF, dihedral
 from hsrdiff.errors import DataError
 from hsrdiff.files import copy_operators, observation_shapes, read_observations, read_operators, read_ratio
@@ -103,9 +103,11 @@ def extract_patches(
             origins = [origins[k] for k in keep]
         plan.extend((i, r, c) for r, c in origins)
 
-    unknown = sorted(set(bases) - set(BASES))
-    if unknown:
-        raise DataError(f"{out_path}: unknown network base(s) {', '.join(unknown)}; expected {', '.join(BASES)}")
+    for name in bases:
+        try:
+            parse_base_name(name)
+        except ValueError as err:
+            raise DataError(f"{out_path}: {err}") from None
     n, bands, msi_bands = len(plan), shapes[0]["gt"][0], shapes[0]["msi"][0]
     lh, lw = ph // ratio, pw // ratio
     with atomic_h5(out_path) as out:

@@ -55,6 +55,8 @@ class ModelConfig:
     base: str = "bicubic"
     base_psf: dict | None = None
     base_srf: list | None = None
+    # CGLS iterations projecting the base onto the observations before the network sees it (0: off).
+    base_consistency: int = 0
     # What the diffusion noises: the image x0 ("image", SR3's and the paper's) or the scaled
     # residual (x0 - base) / residual_scale ("residual", ours, as SRDiff), on the [-1, 1] scale.
     diffuse: str = "image"
@@ -130,20 +132,23 @@ class Denoiser(nn.Module):
         base (far more so at large ratios), so training and tiled fusion pass the whole scene's.
         """
         from hsrdiff.baselines import fusion_base
+        from hsrdiff.methods import base_name
         from hsrdiff.degradation import PSF
 
         psf = srf = None
-        if self.config.base != "bicubic":
+        if self.config.base != "bicubic" or self.config.base_consistency:
             if not self.config.base_psf:
                 raise ValueError(f"model.base {self.config.base} needs base_psf (the trainer sets it from the patch file's PSF)")
             if getattr(self, "_psf", None) is None:
                 self._psf = PSF.from_dict(self.config.base_psf)
             psf = self._psf
-        if self.config.base == "cnmf":
+        if self.config.base == "cnmf" or self.config.base_consistency:
             if not self.config.base_srf:
-                raise ValueError("model.base cnmf needs base_srf (the trainer sets it from the patch file's SRF)")
+                raise ValueError(f"model.base {self.config.base} with base_consistency {self.config.base_consistency} "
+                                 "needs base_srf (the trainer sets it from the patch file's SRF)")
             srf = self.config.base_srf
-        return fusion_base(self.config.base, (lr_hsi + 1) * 0.5, (hr_msi + 1) * 0.5, psf, srf) * 2 - 1
+        name = base_name(self.config.base, self.config.base_consistency)
+        return fusion_base(name, (lr_hsi + 1) * 0.5, (hr_msi + 1) * 0.5, psf, srf) * 2 - 1
 
     def to_diffusion(self, x0: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
         """The variable the diffusion noises, from an image x0 and its base (both on [-1, 1])."""

@@ -37,6 +37,7 @@ from hsrdiff.diffusion import (
     to_model_range,
 )
 from hsrdiff.errors import ConfigError
+from hsrdiff.methods import base_name
 from hsrdiff.models import Denoiser, ModelConfig, build_model, load_file, save_atomic
 from hsrdiff.training import distributed
 from hsrdiff.training.checkpoint import latest_checkpoint, save_checkpoint
@@ -302,23 +303,25 @@ def train_stage(
         raise ConfigError(f"stage {name}: batch_size {batch} is not divisible by the {info.world_size} processes")
     local = batch // info.world_size
 
-    base = model_cfg.get("base", ModelConfig.base)
+    kind, consistency = model_cfg.get("base", ModelConfig.base), int(model_cfg.get("base_consistency") or 0)
+    base = base_name(kind, consistency)
     dataset = PatchDataset(paths.patches, bases=[base])  # read only the base this network adds to
     iterations = stage_cfg.steps(len(dataset))
     psf, srf = dataset.operators()
     first = dataset[0]
-    if base != "bicubic":  # the base needs the data's PSF (CNMF its SRF too); the weights file keeps them
+    # The base needs the data's PSF (CNMF and the projection the SRF too); the weights file keeps them.
+    if kind != "bicubic" or consistency:
         model_cfg = {**model_cfg, "base_psf": psf.to_dict()}
-    if base == "cnmf":
+    if kind == "cnmf" or consistency:
         model_cfg = {**model_cfg, "base_srf": srf.astype(float).tolist()}
     if model_cfg.get("residual_scale") == "auto":  # only the residual diffusion uses it
         scale = _residual_scale(dataset, base, psf, srf, paths.init_weights) if model_cfg.get("diffuse") == "residual" else 1.0
         model_cfg = {**model_cfg, "residual_scale": scale}
     mc = ModelConfig(hsi_bands=first["gt"].shape[0], msi_bands=first["hr_msi"].shape[0], **model_cfg)
-    base_key = BASE_PREFIX + mc.base
+    base_key = BASE_PREFIX + base
     if base_key not in first:
         log.warning("%s holds no %s: the network's base is computed on each patch, not cut from the scene's "
-                    "as at test time (cut the patches again with bases=[%s])", paths.patches, base_key, mc.base)
+                    "as at test time (cut the patches again with bases=[%s])", paths.patches, base_key, base)
     parts = build(mc, stage_cfg, settings, paths.init_weights)
     fingerprint = run_fingerprint(stage_cfg, mc, settings, diffusion["train_schedule"], paths)
     start = resume(parts, paths.checkpoint_dir, fingerprint, iterations, name, info)
