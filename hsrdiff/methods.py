@@ -66,7 +66,6 @@ def base_name(kind: str, consistency: int = 0) -> str:
 def patch_options(config: Mapping[str, Any]) -> dict:
     """The keyword arguments of ``extract_patches`` from a config: ``patches`` and the network bases
     (``model.base``, ``model.base_consistency``) of the trained methods, stored beside the patches."""
-
     models = [method_settings(config, m)["model"] for m in trained_methods(config)]
     bases = sorted({base_name(m.get("base", "bicubic"), m.get("base_consistency", 0)) for m in models})
     return {"stride_fraction": config["patches"]["stride_fraction"], "max_per_scene": config["patches"]["max_per_scene"],

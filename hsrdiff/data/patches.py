@@ -68,8 +68,9 @@ def extract_patches(
 ) -> dict:
     """Cut patches of ``patch_size`` (or "full": the largest size common to all scenes).
 
-    ``bases``: the network bases (``model.base``) to store beside each patch as ``base_<name>``,
-    cut from the base of the whole scene, which is what fusion adds the network's output to.
+    ``bases``: the network bases by name (``hsrdiff.methods.base_name``) to store beside each
+    patch as ``base_<name>``, cut from the base of the whole scene, which is what fusion adds the
+    network's output to.
 
     Raises :class:`DataError` when a scene is smaller than the patch or the size is not a
     multiple of the ratio.
@@ -116,8 +117,8 @@ def extract_patches(
             "lr_hsi": out.create_dataset("lr_hsi", (n, bands, lh, lw), "f4", chunks=(1, bands, lh, lw)),
             "hr_msi": out.create_dataset("hr_msi", (n, msi_bands, ph, pw), "f4", chunks=(1, msi_bands, ph, pw)),
         }
-        for kind in bases:
-            dsets[BASE_PREFIX + kind] = out.create_dataset(BASE_PREFIX + kind, (n, bands, ph, pw), "f4", chunks=(1, bands, ph, pw))
+        for name in bases:
+            dsets[BASE_PREFIX + name] = out.create_dataset(BASE_PREFIX + name, (n, bands, ph, pw), "f4", chunks=(1, bands, ph, pw))
         out.create_dataset("scene_index", data=np.array([p[0] for p in plan], dtype=np.int32))
         out.create_dataset("origin", data=np.array([p[1:] for p in plan], dtype=np.int32).reshape(n, 2))
         k = 0
@@ -127,12 +128,12 @@ def extract_patches(
             scene = {"gt": obs.need("gt"), "lr_hsi": obs.lr_hsi, "hr_msi": obs.hr_msi}
             if bases:
                 lr, msi = torch.from_numpy(obs.lr_hsi)[None], torch.from_numpy(obs.hr_msi)[None]
-                for kind in bases:
-                    scene[BASE_PREFIX + kind] = fusion_base(kind, lr, msi, obs.psf, obs.srf)[0].numpy()
+                for name in bases:
+                    scene[BASE_PREFIX + name] = fusion_base(name, lr, msi, obs.psf, obs.srf)[0].numpy()
             if i == 0:
                 copy_operators(s["path"], out)
             for _, r, c in (p for p in plan if p[0] == i):
-                for key in ("gt", "hr_msi", *(BASE_PREFIX + kind for kind in bases)):
+                for key in ("gt", "hr_msi", *(BASE_PREFIX + name for name in bases)):
                     dsets[key][k] = scene[key][:, r : r + ph, c : c + pw]
                 dsets["lr_hsi"][k] = scene["lr_hsi"][:, r // ratio : r // ratio + lh, c // ratio : c // ratio + lw]
                 k += 1
