@@ -132,6 +132,13 @@ def parse_base_name(name: str) -> tuple[str, int]:
     return kind, int(projected or 0)
 
 
+def base_operators(name: str) -> tuple[bool, bool]:
+    """Whether the base ``name`` needs the observations' PSF, and their SRF: every fusion the
+    PSF, CNMF the SRF, and a projected base (``+p<N>``) both."""
+    kind, consistency = parse_base_name(name)
+    return kind != "bicubic" or bool(consistency), kind == "cnmf" or bool(consistency)
+
+
 def fusion_base(name: str, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, psf: PSF | None,
                 srf: np.ndarray | None = None) -> torch.Tensor:
     """The image a network adds its output to (``model.base``), (B, L, H, W) on [0, 1].
@@ -143,9 +150,10 @@ def fusion_base(name: str, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, psf: PSF 
     ``kind+p<N>`` projects the base onto the observations (N CGLS iterations, PSF and SRF).
     """
     kind, consistency = parse_base_name(name)
-    if (kind != "bicubic" or consistency) and psf is None:
+    needs_psf, needs_srf = base_operators(name)
+    if needs_psf and psf is None:
         raise ValueError(f"model base '{name}' needs the observations' PSF")
-    if (kind == "cnmf" or consistency) and srf is None:
+    if needs_srf and srf is None:
         raise ValueError(f"model base '{name}' needs the observations' SRF")
     if kind == "bicubic":
         base = F.interpolate(lr_hsi, size=tuple(hr_msi.shape[-2:]), mode="bicubic", align_corners=False)

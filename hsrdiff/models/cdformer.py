@@ -131,23 +131,23 @@ class Denoiser(nn.Module):
         Computed from the images given: a crop's base differs from the crop of the whole image's
         base (far more so at large ratios), so training and tiled fusion pass the whole scene's.
         """
-        from hsrdiff.baselines import fusion_base
-        from hsrdiff.methods import base_name
+        from hsrdiff.baselines import base_operators, fusion_base
         from hsrdiff.degradation import PSF
+        from hsrdiff.methods import base_name
 
+        name = base_name(self.config.base, self.config.base_consistency)
+        needs_psf, needs_srf = base_operators(name)
         psf = srf = None
-        if self.config.base != "bicubic" or self.config.base_consistency:
+        if needs_psf:
             if not self.config.base_psf:
-                raise ValueError(f"model.base {self.config.base} needs base_psf (the trainer sets it from the patch file's PSF)")
+                raise ValueError(f"model base {name} needs base_psf (the trainer sets it from the patch file's PSF)")
             if getattr(self, "_psf", None) is None:
                 self._psf = PSF.from_dict(self.config.base_psf)
             psf = self._psf
-        if self.config.base == "cnmf" or self.config.base_consistency:
+        if needs_srf:
             if not self.config.base_srf:
-                raise ValueError(f"model.base {self.config.base} with base_consistency {self.config.base_consistency} "
-                                 "needs base_srf (the trainer sets it from the patch file's SRF)")
+                raise ValueError(f"model base {name} needs base_srf (the trainer sets it from the patch file's SRF)")
             srf = self.config.base_srf
-        name = base_name(self.config.base, self.config.base_consistency)
         return fusion_base(name, (lr_hsi + 1) * 0.5, (hr_msi + 1) * 0.5, psf, srf) * 2 - 1
 
     def to_diffusion(self, x0: torch.Tensor, base: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from hsrdiff.baselines import base_operators
 from hsrdiff.data.patches import BASE_PREFIX, PatchDataset
 from hsrdiff.degradation import PSF
 from hsrdiff.diffusion import (
@@ -303,16 +304,15 @@ def train_stage(
         raise ConfigError(f"stage {name}: batch_size {batch} is not divisible by the {info.world_size} processes")
     local = batch // info.world_size
 
-    kind, consistency = model_cfg.get("base", ModelConfig.base), int(model_cfg.get("base_consistency") or 0)
-    base = base_name(kind, consistency)
+    base = base_name(model_cfg.get("base", ModelConfig.base), int(model_cfg.get("base_consistency") or 0))
     dataset = PatchDataset(paths.patches, bases=[base])  # read only the base this network adds to
     iterations = stage_cfg.steps(len(dataset))
     psf, srf = dataset.operators()
     first = dataset[0]
-    # The base needs the data's PSF (CNMF and the projection the SRF too); the weights file keeps them.
-    if kind != "bicubic" or consistency:
+    needs_psf, needs_srf = base_operators(base)  # the weights file keeps what the base needs
+    if needs_psf:
         model_cfg = {**model_cfg, "base_psf": psf.to_dict()}
-    if kind == "cnmf" or consistency:
+    if needs_srf:
         model_cfg = {**model_cfg, "base_srf": srf.astype(float).tolist()}
     if model_cfg.get("residual_scale") == "auto":  # only the residual diffusion uses it
         scale = _residual_scale(dataset, base, psf, srf, paths.init_weights) if model_cfg.get("diffuse") == "residual" else 1.0
