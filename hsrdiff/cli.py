@@ -227,6 +227,19 @@ def cmd_probe_noise(args) -> int:
     return 0
 
 
+def cmd_probe_base(args) -> int:
+    from hsrdiff.sampling import resolve_device
+    from hsrdiff.training.probe import loss_against_base
+
+    rows = loss_against_base(args.weights, args.patches, device=resolve_device(args.device))
+    print("| weights | base | base loss (L1 / LR / MSI) | network loss (L1 / LR / MSI) | network below base |\n|---|---|---|---|---|")
+    for r in rows:
+        terms = {who: f"{r[who + '_loss']:.6f} ({r[who + '_l1']:.6f} / {r[who + '_lr_term']:.6f} / {r[who + '_msi_term']:.6f})"
+                 for who in ("base", "net")}
+        print(f"| {r['weights']} | {r['base']} | {terms['base']} | {terms['net']} | {100 * (1 - r['net_loss'] / r['base_loss']):.2f} % |")
+    return 0
+
+
 def cmd_info(args) -> int:
     from hsrdiff.io import open_h5
 
@@ -362,6 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("observations", nargs="+", type=Path, help="degraded scene files (with gt), e.g. resources/degraded/demo/test_*.h5")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.set_defaults(func=cmd_probe_noise)
+
+    p = sub.add_parser("probe-base", help="does a trained network get below its base? training loss over a patch file")
+    p.add_argument("--patches", required=True, type=Path, help="a patch file, e.g. resources/patches/demo/p32.h5")
+    p.add_argument("weights", nargs="+", type=Path, help="weights files of networks trained on these patches")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.set_defaults(func=cmd_probe_base)
 
     p = sub.add_parser("info", help="print the datasets and attributes of an HDF5 file")
     p.add_argument("file", type=Path)

@@ -352,3 +352,40 @@ def test_residual_diffusion_takes_its_scale_from_the_patches_and_keeps_it_throug
     train_stage(StagePaths(demo_data / "p32.h5", tmp_path / "img.pt", tmp_path / "c3"), {**stage, "iterations": 1},
                 {**TINY_MODEL, "residual_scale": "auto"}, training, diffusion)
     assert load_file(tmp_path / "img.pt")["model_config"]["residual_scale"] == 1.0
+
+
+def test_probe_base_measures_the_network_against_the_base_it_was_trained_on(demo_data, tmp_path, capsys):
+    """`hsrdiff probe-base`: an untrained network (zero output) scores its base's loss exactly; one
+    whose output is the base's known error scores far below it; a file without the network's base
+    is refused with the dataset's name."""
+    import shutil
+
+    import h5py
+
+    from hsrdiff.errors import DataError
+    from hsrdiff.models import save_atomic
+    from hsrdiff.training.probe import loss_against_base
+
+    patches = tmp_path / "p32.h5"
+    shutil.copy(demo_data / "p32.h5", patches)
+    with h5py.File(patches, "a") as fh:  # a base 0.01 below the truth
+        fh["base_bicubic"] = np.clip(fh["gt"][()] - 0.01, 0, 1)
+    config = ModelConfig(31, 3, **TINY_MODEL)
+    model = build_model(config)
+    save_atomic({"model_config": config.to_dict(), "state_dict": model.state_dict(), "mode": "regression", "ratio": 4},
+                tmp_path / "untrained.pt")
+    torch.nn.init.constant_(model.reconstruct.bias, 0.02)  # +0.02 on [-1, 1]: the base's 0.01 on [0, 1]
+    save_atomic({"model_config": config.to_dict(), "state_dict": model.state_dict(), "mode": "diffusion", "ratio": 4},
+                tmp_path / "offset.pt")
+    untrained, offset = loss_against_base([tmp_path / "untrained.pt", tmp_path / "offset.pt"], patches)
+    assert untrained["base"] == offset["base"] == "bicubic"
+    assert untrained["base_l1"] == pytest.approx(0.01, rel=0.05)
+    assert untrained["net_loss"] == pytest.approx(untrained["base_loss"], rel=1e-6)
+    assert offset["base_loss"] == untrained["base_loss"] and offset["net_loss"] < 0.1 * offset["base_loss"]
+    with pytest.raises(DataError, match="base_bicubic"):
+        loss_against_base([tmp_path / "untrained.pt"], demo_data / "p32.h5")
+    from hsrdiff.cli import main
+
+    assert main(["probe-base", "--patches", str(patches), str(tmp_path / "untrained.pt"), "--device", "cpu"]) == 0
+    row = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "| bicubic |" in row and row.endswith("| 0.00 % |")
