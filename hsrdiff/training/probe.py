@@ -45,11 +45,12 @@ def loss_against_base(weights: Sequence[str | Path], patch_file: str | Path, bat
                             f"{', '.join(held) or 'no base'} (cut the patches with model.base: {model.config.base})")
         models.append((model, blob["mode"], name))
     sums = [{f"{who}_{t}": 0.0 for who in ("base", "net") for t in TERMS} for _ in models]
+    keys = ("gt", "lr_hsi", "hr_msi", *sorted({BASE_PREFIX + name for _, _, name in models}))  # not the other bases
     generator = torch.Generator().manual_seed(seed)
     with h5py.File(dataset.path, "r") as fh:
         n = fh["gt"].shape[0]
         for start in range(0, n, batch):
-            part = {k: torch.as_tensor(fh[k][start:start + batch], device=device) for k in dataset.keys}
+            part = {k: torch.as_tensor(fh[k][start:start + batch], device=device) for k in keys}
             gt, lr_hsi, hr_msi = part["gt"], part["lr_hsi"], part["hr_msi"]
             noise = torch.randn(gt.shape, generator=generator).to(device)
             for (model, mode, name), acc in zip(models, sums):
