@@ -174,6 +174,7 @@ def check_consistency(config: Mapping[str, Any], source: str = "config") -> list
             raise ConfigError(f"{source}: sampling.tile {tile} and sampling.overlap {overlap} must be multiples of dataset "
                               f"{name}'s ratio {ratio}, with overlap < tile")
         pair = " (a real pair: its operators estimated from it)" if spec.entry.get("msi_variable") else ""
-        lines.append(f"{name}: {len(spec.train_scenes)} train, {len(spec.test_scenes)} test scenes, ratio {ratio}, "
+        held = f", {len(spec.validation_scenes)} validation" if spec.validation_scenes else ""
+        lines.append(f"{name}: {len(spec.train_scenes)} train{held}, {len(spec.test_scenes)} test scenes, ratio {ratio}, "
                      f"source {spec.source_kind} ({location}){pair}")
     return lines

@@ -53,20 +53,26 @@ def write_table(rows: Sequence[Mapping[str, Any]], path: str | Path) -> None:
         pd.DataFrame(list(rows)).to_csv(tmp, index=False)
 
 
-def summarise(metrics_csv: str | Path, summary_csv: str | Path, summary_md: str | Path, method_order: Sequence[str] = ()) -> pd.DataFrame:
-    """Mean metrics per method (rows) for one dataset, with the paper's rows when it has them."""
+def summarise(metrics_csv: str | Path, summary_csv: str | Path, summary_md: str | Path, method_order: Sequence[str] = (),
+              split: str = "test") -> pd.DataFrame:
+    """Mean metrics per method (rows) for one dataset, with the paper's rows when it has them.
+
+    ``split`` "validation": the rows are of training scenes held out of the patches; the paper's
+    test-set rows are left out, which would not compare like with like."""
     df = pd.read_csv(metrics_csv)
     dataset = str(df["dataset"].iloc[0])
     table = df.groupby("method")[list(METRICS) + ["seconds"]].mean()
     table["scenes"] = df.groupby("method")["scene"].count()
     order = [m for m in method_order if m in table.index] + [m for m in table.index if m not in method_order]
     table = table.loc[order]
-    for name, (p, s, a, e) in PAPER_TABLE1.get(dataset, {}).items():
+    for name, (p, s, a, e) in (PAPER_TABLE1.get(dataset, {}) if split == "test" else {}).items():
         table.loc[name] = {"psnr": p, "ssim": s, "sam": a, "ergas": e, "rmse": np.nan, "seconds": np.nan, "scenes": np.nan}
     table.index.name = "method"
     with atomic_path(summary_csv) as tmp:
         table.to_csv(tmp)
-    lines = [f"Dataset `{dataset}`: mean over {int(df['scene'].nunique())} test scenes "
+    what = ("test scenes" if split == "test" else
+            "validation scenes (training scenes held out of the patches: choose settings on these)")
+    lines = [f"Dataset `{dataset}`: mean over {int(df['scene'].nunique())} {what} "
              "(PSNR and SSIM: higher is better; SAM in degrees and ERGAS: lower is better).", "",
              "| method | PSNR (dB) | SSIM | SAM (°) | ERGAS | RMSE | s / scene |", "|---|---|---|---|---|---|---|"]
     for method, row in table.iterrows():

@@ -30,6 +30,10 @@ METRIC_ROW = "results/{dataset}/metrics/{method}/{scene}.csv"
 METRICS = "results/{dataset}/metrics.csv"
 SUMMARY_CSV = "results/{dataset}/summary.csv"
 SUMMARY_MD = "results/{dataset}/summary.md"
+# the same for the validation scenes (datasets.<name>.scenes.validation)
+VALIDATION_METRICS = "results/{dataset}/validation/metrics.csv"
+VALIDATION_SUMMARY_CSV = "results/{dataset}/validation/summary.csv"
+VALIDATION_SUMMARY_MD = "results/{dataset}/validation/summary.md"
 FIGURE = "results/{dataset}/figures/{scene}_{figure}.png"
 FIGURES = ("composite", "errors", "spectra")
 

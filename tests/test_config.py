@@ -77,6 +77,25 @@ def test_overlapping_train_and_test_regions_are_refused(default_config):
         DatasetSpec.from_config(validate_config(bad), "paviau")
 
 
+def test_validation_scenes_are_training_scenes_held_out_of_the_patches(default_config):
+    config = copy.deepcopy(default_config)
+    config["datasets"]["demo"]["scenes"] = {"validation": ["train_14", "train_15"]}
+    demo = DatasetSpec.from_config(validate_config(config), "demo")
+    assert demo.validation_scenes == ["train_14", "train_15"]
+    assert len(demo.train_scenes) == 14 and "train_14" not in demo.train_scenes and len(demo.test_scenes) == 4
+    # prepare and degrade see a held-out scene as any training scene: holding it out reruns neither
+    assert demo.scene("train_14").split == "train"
+    plain = DatasetSpec.from_config(validate_config(default_config), "demo")
+    assert demo.reader_settings() == plain.reader_settings() and demo.degradation_settings() == plain.degradation_settings()
+
+    config["datasets"]["demo"]["scenes"] = {"validation": ["test_00"]}
+    with pytest.raises(ConfigError, match=r"scenes.validation: test_00 is not a training scene.*never test scenes"):
+        DatasetSpec.from_config(validate_config(config), "demo")
+    config["datasets"]["paviau"]["scenes"]["validation"] = ["train_right", "train_bottom"]
+    with pytest.raises(ConfigError, match="paviau.scenes.validation holds out every training scene"):
+        DatasetSpec.from_config(validate_config(config), "paviau")
+
+
 def test_dataset_without_a_source_says_what_to_provide(default_config):
     spec = DatasetSpec.from_config(validate_config(default_config), "hypsen")
     with pytest.raises(ConfigError, match="HypSen has no public download"):

@@ -30,7 +30,8 @@ def run_snakemake(workdir: Path, config: dict, *args: str, timeout: int = 600) -
 
 def small_demo_config(default_config: dict) -> dict:
     config = copy.deepcopy(default_config)
-    config["datasets"]["demo"]["source"]["generate"] = {"seed": 3, "n_train": 3, "n_test": 2, "size": 64}
+    config["datasets"]["demo"]["source"]["generate"] = {"seed": 3, "n_train": 4, "n_test": 2, "size": 64}
+    config["datasets"]["demo"]["scenes"] = {"validation": ["train_03"]}  # scored apart, not trained on
     config["training"]["stages"] = [
         {"name": "s1", "patch_size": 16, "batch_size": 4, "iterations": 6},
         {"name": "s2", "patch_size": 32, "batch_size": 2, "iterations": 4},
@@ -58,6 +59,21 @@ def test_dry_run_of_the_default_config(tmp_path, default_config):
         assert any(line.split()[:2] == [rule, str(count)] for line in out.splitlines()), (rule, out[-2000:])
 
 
+def test_validation_scenes_are_scored_apart_and_never_cut_into_patches(tmp_path, default_config):
+    config = copy.deepcopy(default_config)
+    config["datasets"]["demo"]["scenes"] = {"validation": ["train_14", "train_15"]}
+    result = run_snakemake(tmp_path, config, "-n", "--cores", "2")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout + result.stderr
+    for rule, count in (("prepare", 20), ("degrade", 20), ("patches", 3), ("sample", 12), ("evaluate", 36),
+                        ("aggregate", 1), ("aggregate_validation", 1), ("figures", 4)):
+        assert any(line.split()[:2] == [rule, str(count)] for line in out.splitlines()), (rule, out[-2000:])
+    patch_jobs = out.split("rule patches:")[1:]
+    assert patch_jobs and all("train_13.h5" in job.split("rule ")[0] and "train_14.h5" not in job.split("rule ")[0]
+                              and "train_15.h5" not in job.split("rule ")[0] for job in patch_jobs)
+    assert "results/demo/validation/summary.md" in out
+
+
 def test_unknown_config_key_stops_the_workflow(tmp_path, default_config):
     config = copy.deepcopy(default_config)
     config["patches"]["strid_fraction"] = 0.5
@@ -80,7 +96,7 @@ def test_data_and_training_stages_run_on_a_small_demo(tmp_path, default_config):
     assert result.returncode == 0, result.stderr[-4000:]
     res = tmp_path / "resources"
     assert sorted(p.name for p in (res / "prepared" / "demo").glob("*.h5")) == [
-        "test_00.h5", "test_01.h5", "train_00.h5", "train_01.h5", "train_02.h5"]
+        "test_00.h5", "test_01.h5", "train_00.h5", "train_01.h5", "train_02.h5", "train_03.h5"]
     with h5py.File(res / "degraded" / "demo" / "test_01.h5") as fh:
         assert fh["gt"].shape == (31, 64, 64)
         assert fh["lr_hsi"].shape == (31, 16, 16)
@@ -115,6 +131,9 @@ def test_data_and_training_stages_run_on_a_small_demo(tmp_path, default_config):
     assert metrics["psnr"].between(15, 80).all() and metrics["sam"].ge(0).all()
     summary = (tmp_path / "results" / "demo" / "summary.md").read_text()
     assert all(f"| {m} |" in summary for m in ("hsrdiff", "regression", "cnmf", "gsa", "glp-hs", "bicubic"))
+    validation = pd.read_csv(tmp_path / "results" / "demo" / "validation" / "metrics.csv")
+    assert sorted(validation["method"].unique()) == sorted(metrics["method"].unique()) and set(validation["scene"]) == {"train_03"}
+    assert "1 validation scenes" in (tmp_path / "results" / "demo" / "validation" / "summary.md").read_text()
     with h5py.File(tmp_path / "results" / "demo" / "fused" / "hsrdiff" / "test_00.h5") as fh:
         assert fh["fused"].shape == (31, 64, 64) and len(fh.attrs["weights_sha256"]) == 64
 
@@ -151,33 +170,40 @@ def test_data_and_training_stages_run_on_a_small_demo(tmp_path, default_config):
     assert "Nothing to be done" in result.stdout + result.stderr
     result = run_snakemake(tmp_path, small_demo_config(default_config), "-n", "--cores", "2", "--forcerun", "degrade")
     out = result.stdout + result.stderr
-    assert any(line.split()[:2] == ["degrade", "5"] for line in out.splitlines()), out[-2000:]
+    assert any(line.split()[:2] == ["degrade", "6"] for line in out.splitlines()), out[-2000:]
     assert not any(line.split()[:1] == ["prepare"] for line in out.splitlines())
     result = run_snakemake(tmp_path, small_demo_config(default_config), "-n", "--cores", "2", "--forcerun", "train_s2")
-    assert _job_counts(result) == {"train_s2": 2, "train_s3": 2, "sample": 4, "evaluate": 4, "aggregate": 1,
-                                   "figures": 2, "all": 1}
+    assert _job_counts(result) == {"train_s2": 2, "train_s3": 2, "sample": 6, "evaluate": 6, "aggregate": 1,
+                                   "aggregate_validation": 1, "figures": 2, "all": 1}
     # A sampling setting invalidates sampling and metrics only.
     config = small_demo_config(default_config)
     config["sampling"] = {"seed": 7}
     result = run_snakemake(tmp_path, config, "-n", "--cores", "2")
-    assert _job_counts(result) == {"sample": 4, "evaluate": 4, "aggregate": 1, "figures": 2, "all": 1}
+    assert _job_counts(result) == {"sample": 6, "evaluate": 6, "aggregate": 1, "aggregate_validation": 1, "figures": 2, "all": 1}
     # So does another number of sampling steps: no stage is retrained.
     config = small_demo_config(default_config)
     config["diffusion"]["sample_schedule"]["steps"] = 8
     result = run_snakemake(tmp_path, config, "-n", "--cores", "2")
-    assert _job_counts(result) == {"sample": 4, "evaluate": 4, "aggregate": 1, "figures": 2, "all": 1}
+    assert _job_counts(result) == {"sample": 6, "evaluate": 6, "aggregate": 1, "aggregate_validation": 1, "figures": 2, "all": 1}
     # A dataset's simulation settings (here its PSF) re-simulate every scene and redo all that
     # follows from the observations, but read no raw data again.
     config = small_demo_config(default_config)
     config["datasets"]["demo"]["psf"] = {"mode": "convolve", "sigma": 1.5}
     result = run_snakemake(tmp_path, config, "-n", "--cores", "2")
-    assert _job_counts(result) == {"degrade": 5, "patches": 3, "train_s1": 2, "train_s2": 2, "train_s3": 2, "sample": 4,
-                                   "cnmf": 2, "hypersharpen": 4, "bicubic": 2, "evaluate": 12, "aggregate": 1, "figures": 2, "all": 1}
+    assert _job_counts(result) == {"degrade": 6, "patches": 3, "train_s1": 2, "train_s2": 2, "train_s3": 2, "sample": 6,
+                                   "cnmf": 3, "hypersharpen": 6, "bicubic": 3, "evaluate": 18, "aggregate": 1,
+                                   "aggregate_validation": 1, "figures": 2, "all": 1}
     # A reader setting (the scale) starts from prepare; the generated raw data stay.
     config = small_demo_config(default_config)
     config["datasets"]["demo"]["scale"] = 2.0
     counts = _job_counts(run_snakemake(tmp_path, config, "-n", "--cores", "2"))
-    assert counts["prepare"] == 5 and counts["degrade"] == 5 and "generate_demo" not in counts, counts
+    assert counts["prepare"] == 6 and counts["degrade"] == 6 and "generate_demo" not in counts, counts
+    # Training on the validation scene too recuts the patches and retrains; no scene is re-simulated.
+    config = small_demo_config(default_config)
+    config["datasets"]["demo"]["scenes"] = {}
+    assert _job_counts(run_snakemake(tmp_path, config, "-n", "--cores", "2")) == {
+        "patches": 3, "train_s1": 2, "train_s2": 2, "train_s3": 2, "sample": 4, "evaluate": 4, "aggregate": 1,
+        "figures": 2, "all": 1}
 
 
 def _job_counts(result) -> dict[str, int]:

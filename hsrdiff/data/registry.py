@@ -56,6 +56,10 @@ class DatasetSpec:
     name: str
     entry: Mapping[str, Any] = field(repr=False)
     scenes: tuple[Scene, ...]
+    # Training scenes kept out of the patches, to choose settings on (scenes.validation). They
+    # keep split "train": prepare and degrade treat them as any training scene, so holding one
+    # out reruns only the patches and what follows.
+    validation: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], name: str) -> "DatasetSpec":
@@ -65,12 +69,18 @@ class DatasetSpec:
             raise ConfigError(f"dataset '{name}' is not in the registry (config key 'datasets'); known: {known}")
         entry = registry[name]
         scenes = _resolve_scenes(name, entry)
-        return cls(name=name, entry=entry, scenes=scenes)
+        validation = _resolve_validation(name, entry, scenes)
+        return cls(name=name, entry=entry, scenes=scenes, validation=validation)
 
     # -- the split ---------------------------------------------------------------------------
     @property
     def train_scenes(self) -> list[str]:
-        return [s.name for s in self.scenes if s.split == "train"]
+        """The scenes training patches are cut from (the validation scenes left out)."""
+        return [s.name for s in self.scenes if s.split == "train" and s.name not in self.validation]
+
+    @property
+    def validation_scenes(self) -> list[str]:
+        return list(self.validation)
 
     @property
     def test_scenes(self) -> list[str]:
@@ -171,6 +181,21 @@ def _resolve_scenes(name: str, entry: Mapping[str, Any]) -> tuple[Scene, ...]:
         raise ConfigError(f"datasets.{name}.scenes: scene names must be unique; repeated: {', '.join(dupes)}")
     _check_regions_disjoint(name, entry, scenes)
     return tuple(scenes)
+
+
+def _resolve_validation(name: str, entry: Mapping[str, Any], scenes: tuple[Scene, ...]) -> tuple[str, ...]:
+    """scenes.validation: names of training scenes, at least one training scene left to train on."""
+    held = list(entry.get("scenes", {}).get("validation", []))
+    train = [s.name for s in scenes if s.split == "train"]
+    unknown = [v for v in held if v not in train]
+    if unknown:
+        raise ConfigError(
+            f"datasets.{name}.scenes.validation: {', '.join(unknown)} is not a training scene; the validation "
+            f"scenes are held out of the training scenes ({', '.join(train) or 'none'}), never test scenes"
+        )
+    if held and len(set(held)) == len(train):
+        raise ConfigError(f"datasets.{name}.scenes.validation holds out every training scene; keep at least one to train on")
+    return tuple(dict.fromkeys(held))
 
 
 def _check_regions_disjoint(name: str, entry: Mapping[str, Any], scenes: list[Scene]) -> None:

@@ -58,12 +58,14 @@ def train_degraded(wildcards):
 
 def all_inputs(wildcards):
     """Targets of `all`: patches, the last stage's weights, the summary table and the figures (and
-    a real pair's full-resolution table)."""
+    the validation scenes' table, a real pair's full-resolution table)."""
     targets = []
     for spec in SPECS.values():
         targets += [str(spec.patches_path(size)) for size in PATCH_SIZES]
         targets += [final_weights(spec, method) for method in TRAINED]
         targets.append(paths.fill(paths.SUMMARY_MD, dataset=spec.name))
+        if spec.validation_scenes:
+            targets.append(paths.fill(paths.VALIDATION_SUMMARY_MD, dataset=spec.name))
         targets += [paths.fill(paths.FIGURE, dataset=spec.name, scene=scene, figure="composite") for scene in spec.test_scenes]
         if spec.entry.get("msi_variable") and spec.entry.get("psf") == "estimate":  # a real pair at ratio: also fused at full resolution
             targets.append(paths.fill(paths.FULL_TABLE_MD, dataset=spec.name))
@@ -175,6 +177,17 @@ def metric_rows(wildcards):
         paths.fill(paths.METRIC_ROW, dataset=spec.name, method=method, scene=scene)
         for method in config["evaluation"]["methods"]
         for scene in spec.test_scenes
+    ]
+
+
+def validation_metric_rows(wildcards):
+    spec = spec_of(wildcards)
+    if not spec.validation_scenes:
+        raise WorkflowError(f"dataset '{spec.name}' has no validation scenes (datasets.{spec.name}.scenes.validation)")
+    return [
+        paths.fill(paths.METRIC_ROW, dataset=spec.name, method=method, scene=scene)
+        for method in config["evaluation"]["methods"]
+        for scene in spec.validation_scenes
     ]
 
 

@@ -114,12 +114,38 @@ rule aggregate:
         summary_md=paths.SUMMARY_MD,
     params:
         methods=config["evaluation"]["methods"],
+        split="test",
     conda:
         "../envs/hsrdiff.yaml"
     log:
         "logs/aggregate/{dataset}.log",
     benchmark:
         "benchmarks/aggregate/{dataset}.tsv"
+    resources:
+        mem_mb=2000,
+        runtime="10m",
+    script:
+        "../scripts/aggregate.py"
+
+
+# The validation scenes (training scenes held out of the patches), scored like the test scenes.
+rule aggregate_validation:
+    input:
+        rows=validation_metric_rows,
+    output:
+        metrics=paths.VALIDATION_METRICS,
+        summary_csv=report(paths.VALIDATION_SUMMARY_CSV, caption="../report/validation.rst", category="{dataset}",
+                           subcategory="tables"),
+        summary_md=paths.VALIDATION_SUMMARY_MD,
+    params:
+        methods=config["evaluation"]["methods"],
+        split="validation",
+    conda:
+        "../envs/hsrdiff.yaml"
+    log:
+        "logs/aggregate_validation/{dataset}.log",
+    benchmark:
+        "benchmarks/aggregate_validation/{dataset}.tsv"
     resources:
         mem_mb=2000,
         runtime="10m",
