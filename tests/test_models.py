@@ -154,8 +154,33 @@ def test_residual_diffusion_variable_round_trips_and_scales_the_output():
     torch.testing.assert_close(image.to_diffusion(x0, base), x0)
 
 
+def test_preconditioned_residual_diffusion_passes_a_noiseless_residual_through():
+    """diffuse residual + preconditioning residual: EDM's skip in the residual's own space (unit
+    spread, u = 0), so at low noise the estimate is x_t's residual whatever the network says, and
+    at pure noise it is the network's alone."""
+    torch.manual_seed(5)
+    scale = 0.02
+    model = build_model(ModelConfig(6, 3, channels=8, depth=2, heads=2, window=4, diffuse="residual",
+                                    preconditioning="residual", residual_scale=scale)).eval()
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    lr_hsi, hr_msi = torch.rand(1, 6, 2, 2) * 2 - 1, torch.rand(1, 3, 8, 8) * 2 - 1
+    cond = model.encode(lr_hsi, hr_msi)
+    y0 = torch.randn(1, 6, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(model.denoise(y0, torch.ones(1), cond), cond.lr_up + scale * y0)
+        # pure noise: c_skip = 0 and c_out = 1, the network's residual alone
+        noise = torch.randn(1, 6, 8, 8)
+        torch.testing.assert_close(model.denoise(noise, torch.zeros(1), cond),
+                                   cond.lr_up + scale * model._residual(noise, torch.zeros(1), cond))
+        # in between: g x_t + s F(x_t) (d = 1 on the variance-preserving path)
+        g = torch.tensor([0.6])
+        x_t = 0.6 * y0 + 0.8 * noise
+        expected = cond.lr_up + scale * (0.6 * x_t + 0.8 * model._residual(x_t, g, cond))
+        torch.testing.assert_close(model.denoise(x_t, g, cond), expected)
+
+
 @pytest.mark.parametrize("bad,match", [({"diffuse": "latent"}, "unknown model.diffuse"),
-                                       ({"diffuse": "residual", "preconditioning": "residual"}, "preconditioning none"),
                                        ({"residual_scale": 0.0}, "positive")])
 def test_residual_diffusion_settings_are_checked(bad, match):
     with pytest.raises(ValueError, match=match):

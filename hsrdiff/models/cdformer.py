@@ -112,8 +112,6 @@ class Denoiser(nn.Module):
         self.config = config
         if config.diffuse not in ("image", "residual"):
             raise ValueError(f"unknown model.diffuse '{config.diffuse}'; expected image or residual")
-        if config.diffuse == "residual" and config.preconditioning != "none":
-            raise ValueError("model.diffuse residual already makes x_t a residual; use it with preconditioning none")
         if not config.residual_scale > 0:
             raise ValueError(f"model.residual_scale must be positive; got {config.residual_scale}")
         # Recompute each layer's activations in the backward pass instead of storing them:
@@ -175,24 +173,31 @@ class Denoiser(nn.Module):
         h, w = features.size
         x = _pad_to_multiple(x_t, self.pad_multiple)
         lr_up = features.lr_up
-        if self.config.preconditioning == "residual":
-            # x_t - g u = g (x0 - u) + s eps: the noisy residual; the linear MMSE estimate of the
-            # residual from it is c_skip times it, and the network learns what remains.
-            g = noise_level.to(x.dtype).reshape(-1, 1, 1, 1)
-            s = (1 - g * g).clamp_min(0).sqrt()
-            r = self.config.residual_std
-            d = (g * g * r * r + s * s).clamp_min(1e-12).sqrt()
-            noisy_residual = x - g * lr_up
-            x0_hat = lr_up + (g * r * r / (d * d)) * noisy_residual \
-                + (r * s / d) * self._residual(noisy_residual / d, noise_level, features)
-        elif self.config.diffuse == "residual":
-            # x_t is already a residual of about unit spread; so is the network's output
-            x0_hat = lr_up + self.config.residual_scale * self._residual(x, noise_level, features)
-        elif self.config.preconditioning == "none":
-            x0_hat = self._residual(x, noise_level, features) + lr_up
-        else:
+        if self.config.preconditioning not in ("none", "residual"):
             raise ValueError(f"unknown preconditioning '{self.config.preconditioning}'; expected none or residual")
+        if self.config.diffuse == "residual":
+            # x_t is already a residual (u = 0 in its space) of unit spread (residual_scale), so
+            # the preconditioning below runs with r = 1.
+            y0_hat = self._preconditioned(x, noise_level, features, 1.0)
+            x0_hat = lr_up + self.config.residual_scale * y0_hat
+        else:
+            # with preconditioning residual, x_t - g u = g (x0 - u) + s eps is the noisy residual
+            g = noise_level.to(x.dtype).reshape(-1, 1, 1, 1) if self.config.preconditioning == "residual" else 0.0
+            x0_hat = lr_up + self._preconditioned(x - g * lr_up, noise_level, features, self.config.residual_std)
         return x0_hat[..., :h, :w]
+
+    def _preconditioned(self, noisy_residual: torch.Tensor, noise_level: torch.Tensor, features: Condition,
+                        r: float) -> torch.Tensor:
+        """The residual estimate from the noisy residual g (x0 - u) + s eps: the network's output
+        alone (preconditioning none), or EDM's c_skip times the input plus c_out times the network
+        on the input scaled to unit spread (residual): the linear MMSE estimate carries what the
+        input shows, which at low noise the network then cannot ignore or blur."""
+        if self.config.preconditioning == "none":
+            return self._residual(noisy_residual, noise_level, features)
+        g = noise_level.to(noisy_residual.dtype).reshape(-1, 1, 1, 1)
+        s = (1 - g * g).clamp_min(0).sqrt()
+        d = (g * g * r * r + s * s).clamp_min(1e-12).sqrt()
+        return (g * r * r / (d * d)) * noisy_residual + (r * s / d) * self._residual(noisy_residual / d, noise_level, features)
 
     def forward(self, x_t, noise_level, lr_hsi, hr_msi, base=None) -> torch.Tensor:
         return self.denoise(x_t, noise_level, self.encode(lr_hsi, hr_msi, base))
