@@ -6,7 +6,9 @@ every scene; a row gives the mean PSNR and SAM, the network evaluations (NFE = s
 and the seconds per scene, and, with two samples or more, the Spearman rank correlation between
 the uncertainty map (per-pixel standard deviation of the samples, averaged over bands) and the
 absolute error of their mean (likewise averaged): whether the map points at the errors (the
-mean over the scenes, and the lowest scene's). The paper's sampler (ancestral, 100 linear-beta
+mean over the scenes, and the lowest scene's), and the PSNR that the mean of infinitely many such
+samples would reach (:func:`limit_mean_psnr`): whether more samples could catch up with the
+regression twin, which regresses to that mean directly. The paper's sampler (ancestral, 100 linear-beta
 steps) is measured as the reference unless left out; a regression twin's weights and classical
 methods give reference lines. Each row set is measured at each ``consistency`` (iterations of the
 projection onto the observations, 0: none), and so are the reference lines: the projection is
@@ -48,6 +50,7 @@ class SamplingRow:
     uncertainty_rank_corr: float | None
     uncertainty_rank_corr_min: float | None = None  # the lowest scene's
     consistency: int = 0  # iterations of the projection onto the observations
+    psnr_limit: float | None = None  # of the mean of infinitely many samples (estimated)
 
 
 @dataclass
@@ -68,12 +71,23 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
+def limit_mean_psnr(mean: np.ndarray, std: np.ndarray, n_samples: int, reference: np.ndarray) -> float:
+    """PSNR (mean over bands, as :func:`hsrdiff.metrics.psnr`) of the mean of infinitely many
+    samples, estimated from ``n_samples`` of them: the squared error of an n-sample mean is the
+    limit's plus the samples' variance / n, and std**2 n / (n - 1) (``std`` without Bessel's
+    correction, per pixel) estimates that variance without bias."""
+    if n_samples < 2:
+        raise ValueError("the limit of the samples' mean needs two samples or more")
+    mse = ((mean - reference) ** 2).mean(axis=(1, 2)) - (std**2).mean(axis=(1, 2)) / (n_samples - 1)
+    return float(np.mean(10 * np.log10(1.0 / np.clip(mse, 1e-20, None))))
+
+
 def _operators(obs):
     return None if obs.psf is None else (obs.psf, obs.srf)
 
 
-def _score(fuser: Fuser, scenes) -> tuple[float, float, float, list[float]]:
-    psnrs, sams, secs, corrs = [], [], [], []
+def _score(fuser: Fuser, scenes) -> tuple[float, float, float, list[float], float | None]:
+    psnrs, sams, secs, corrs, limits = [], [], [], [], []
     for obs in scenes:
         result = fuser(obs.lr_hsi, obs.hr_msi, _operators(obs))
         psnrs.append(psnr(result.fused, obs.gt))
@@ -81,7 +95,9 @@ def _score(fuser: Fuser, scenes) -> tuple[float, float, float, list[float]]:
         secs.append(result.seconds)
         if result.std is not None:
             corrs.append(rank_correlation(result.std.mean(axis=0), np.abs(result.fused - obs.gt).mean(axis=0)))
-    return float(np.mean(psnrs)), float(np.mean(sams)), float(np.mean(secs)), corrs
+            limits.append(limit_mean_psnr(result.fused, result.std, int(fuser.sampling["n_samples"]), obs.gt))
+    limit = float(np.mean(limits)) if limits else None
+    return float(np.mean(psnrs)), float(np.mean(sams)), float(np.mean(secs)), corrs, limit
 
 
 def _score_classical(method: str, scenes, consistency: Sequence[int], cnmf_settings) -> list[ReferenceRow]:
@@ -134,18 +150,19 @@ def run(weights: str | Path, observation_files: Sequence[str | Path], schedule_c
             schedule["steps"] = k
         fuser.sampler = build_sampler(schedule, sampling_cfg, train_schedule, sampler=name, steps=k)
         fuser.sampling.update(n_samples=n, views=v, consistency=c)
-        p, s, sec, corrs = _score(fuser, scenes)
+        p, s, sec, corrs, limit = _score(fuser, scenes)
         corr, low = (float(np.mean(corrs)), float(np.min(corrs))) if corrs else (None, None)
-        rows.append(SamplingRow(name, spc, k, n, v, k * n, p, s, sec, corr, low, c))
+        rows.append(SamplingRow(name, spc, k, n, v, k * n, p, s, sec, corr, low, c, limit))
         print(f"  {name:13s} {spc:8s} steps {k:4d} x{n} views {v} consistency {c}: PSNR {p:.3f} dB, SAM {s:.3f}, {sec:.2f} s/scene"
-              + (f", uncertainty rank corr {corr:.3f} (per scene: {' '.join(f'{c:.3f}' for c in corrs)})" if corrs else ""),
+              + (f", uncertainty rank corr {corr:.3f} (per scene: {' '.join(f'{c:.3f}' for c in corrs)})" if corrs else "")
+              + (f", limit of the mean {limit:.3f} dB" if limit is not None else ""),
               flush=True)
     references = []
     if regression_weights is not None:
         twin = Fuser(regression_weights, schedule_cfg, sampling_cfg)
         for c in consistency:
             twin.sampling["consistency"] = c
-            p, s, sec, _ = _score(twin, scenes)
+            p, s, sec, _, _ = _score(twin, scenes)
             references.append(ReferenceRow("regression", c, p, s, sec))
     for method in classical:
         references += _score_classical(method, scenes, consistency, cnmf_settings)
@@ -155,15 +172,17 @@ def run(weights: str | Path, observation_files: Sequence[str | Path], schedule_c
 
 
 def markdown(rows: Sequence[SamplingRow], references: Sequence[ReferenceRow]) -> str:
-    lines = ["| sampler | spacing | steps | samples | views | consistency | NFE | PSNR (dB) | SAM (°) | s / scene | uncertainty rank corr (lowest scene) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| sampler | spacing | steps | samples | views | consistency | NFE | PSNR (dB) | SAM (°) | s / scene | "
+             "uncertainty rank corr (lowest scene) | PSNR of the mean of infinitely many samples (dB) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         corr = "" if r.uncertainty_rank_corr is None else f"{r.uncertainty_rank_corr:.3f} ({r.uncertainty_rank_corr_min:.3f})"
+        limit = "" if r.psnr_limit is None else f"{r.psnr_limit:.3f}"
         lines.append(f"| {r.sampler} | {r.spacing} | {r.steps} | {r.n_samples} | {r.views} | {r.consistency} | {r.nfe} | {r.psnr:.3f} | "
-                     f"{r.sam:.3f} | {r.seconds_per_scene:.2f} | {corr} |")
+                     f"{r.sam:.3f} | {r.seconds_per_scene:.2f} | {corr} | {limit} |")
     for r in references:
         name, nfe = ("regression twin", 1) if r.method == "regression" else (r.method, 0)
-        lines.append(f"| {name} | | | | | {r.consistency} | {nfe} | {r.psnr:.3f} | {r.sam:.3f} | {r.seconds_per_scene:.2f} | |")
+        lines.append(f"| {name} | | | | | {r.consistency} | {nfe} | {r.psnr:.3f} | {r.sam:.3f} | {r.seconds_per_scene:.2f} | | |")
     return "\n".join(lines)
 
 

@@ -131,3 +131,21 @@ def test_rank_correlation_is_spearmans():
     assert rank_correlation(a, a**3) == pytest.approx(1.0)
     assert rank_correlation(a, -a) == pytest.approx(-1.0)
     assert abs(rank_correlation(a, np.random.default_rng(1).random(500))) < 0.15
+
+
+def test_limit_of_the_samples_mean_is_recovered_from_a_few_samples():
+    """Samples = a fixed estimate + independent spread: the n-sample mean scores below the fixed
+    estimate by the spread / n, and limit_mean_psnr removes exactly that."""
+    from hsrdiff.bench_sampling import limit_mean_psnr
+    from hsrdiff.metrics import psnr
+
+    rng = np.random.default_rng(3)
+    gt = rng.random((4, 128, 128))
+    limit = gt + 0.004 * rng.standard_normal(gt.shape)  # what infinitely many samples average to
+    for n in (3, 8):
+        samples = limit + 0.01 * rng.standard_normal((n, *gt.shape))
+        mean, std = samples.mean(axis=0), samples.std(axis=0)
+        assert psnr(mean, gt) < psnr(limit, gt) - 1.0  # the spread / n still costs the mean
+        assert limit_mean_psnr(mean, std, n, gt) == pytest.approx(psnr(limit, gt), abs=0.1)
+    with pytest.raises(ValueError, match="two samples or more"):
+        limit_mean_psnr(gt, np.zeros_like(gt), 1, gt)

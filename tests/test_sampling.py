@@ -282,6 +282,7 @@ def test_bench_sampling_writes_its_table_csv_and_plot(weights_and_scene, tmp_pat
     assert (two.uncertainty_rank_corr_min <= two.uncertainty_rank_corr + 1e-12).all()
     assert sorted(set(two.views)) == [1, 4] and (table[table.n_samples == 1].views == 1).all()
     assert table[(table.n_samples == 1) & (table.sampler != "regression")].uncertainty_rank_corr.isna().all()
+    assert two.psnr_limit.notna().all() and table[table.n_samples == 1].psnr_limit.isna().all()
     assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
     assert "| dpm-solver++ | log_snr | 2 | 2 | 4 | 0 | 4 |" in capsys.readouterr().out
     assert main(["bench-sampling", "--weights", str(weights), str(scene), "--samplers", "ddim", "--steps", "1",
