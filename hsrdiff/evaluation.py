@@ -71,7 +71,7 @@ def summarise(metrics_csv: str | Path, summary_csv: str | Path, summary_md: str 
     with atomic_path(summary_csv) as tmp:
         table.to_csv(tmp)
     what = ("test scenes" if split == "test" else
-            "validation scenes (training scenes held out of the patches: choose settings on these)")
+            "validation scenes, training scenes held out of the patches to choose settings on,")
     lines = [f"Dataset `{dataset}`: mean over {int(df['scene'].nunique())} {what} "
              "(PSNR and SSIM: higher is better; SAM in degrees and ERGAS: lower is better).", "",
              "| method | PSNR (dB) | SSIM | SAM (°) | ERGAS | RMSE | s / scene |", "|---|---|---|---|---|---|---|"]
