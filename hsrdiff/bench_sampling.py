@@ -8,8 +8,8 @@ the uncertainty map (per-pixel standard deviation of the samples, averaged over 
 absolute error of their mean (likewise averaged): whether the map points at the errors (the
 mean over the scenes, and the lowest scene's), and the PSNR that the mean of infinitely many such
 samples would reach (:func:`limit_mean_psnr`): whether more samples could catch up with the
-regression twin, which regresses to that mean directly. The paper's sampler (ancestral, 100 linear-beta
-steps) is measured as the reference unless left out; a regression twin's weights and classical
+regression twin, which regresses to that mean directly. The paper's sampler (ancestral, 100
+linear-beta steps) is measured as the reference unless left out; a regression twin's weights and classical
 methods give reference lines. Each row set is measured at each ``consistency`` (iterations of the
 projection onto the observations, 0: none), and so are the reference lines: the projection is
 not the network's, and a classical method projected the same way says what the network adds.

@@ -171,24 +171,24 @@ def final_weights_of(wildcards):
 
 
 # -- evaluation ----------------------------------------------------------------------------------------
-def metric_rows(wildcards):
-    spec = spec_of(wildcards)
+def _metric_rows(spec, scenes):
     return [
         paths.fill(paths.METRIC_ROW, dataset=spec.name, method=method, scene=scene)
         for method in config["evaluation"]["methods"]
-        for scene in spec.test_scenes
+        for scene in scenes
     ]
+
+
+def metric_rows(wildcards):
+    spec = spec_of(wildcards)
+    return _metric_rows(spec, spec.test_scenes)
 
 
 def validation_metric_rows(wildcards):
     spec = spec_of(wildcards)
     if not spec.validation_scenes:
         raise WorkflowError(f"dataset '{spec.name}' has no validation scenes (datasets.{spec.name}.scenes.validation)")
-    return [
-        paths.fill(paths.METRIC_ROW, dataset=spec.name, method=method, scene=scene)
-        for method in config["evaluation"]["methods"]
-        for scene in spec.validation_scenes
-    ]
+    return _metric_rows(spec, spec.validation_scenes)
 
 
 def fused_of_methods(wildcards):
