@@ -112,6 +112,8 @@ class Denoiser(nn.Module):
         self.config = config
         if config.diffuse not in ("image", "residual"):
             raise ValueError(f"unknown model.diffuse '{config.diffuse}'; expected image or residual")
+        if config.preconditioning not in ("none", "residual"):
+            raise ValueError(f"unknown model.preconditioning '{config.preconditioning}'; expected none or residual")
         if not config.residual_scale > 0:
             raise ValueError(f"model.residual_scale must be positive; got {config.residual_scale}")
         # Recompute each layer's activations in the backward pass instead of storing them:
@@ -173,8 +175,6 @@ class Denoiser(nn.Module):
         h, w = features.size
         x = _pad_to_multiple(x_t, self.pad_multiple)
         lr_up = features.lr_up
-        if self.config.preconditioning not in ("none", "residual"):
-            raise ValueError(f"unknown preconditioning '{self.config.preconditioning}'; expected none or residual")
         if self.config.diffuse == "residual":
             # x_t is already a residual (u = 0 in its space) of unit spread (residual_scale), so
             # the preconditioning below runs with r = 1.
