@@ -240,6 +240,23 @@ def cmd_probe_base(args) -> int:
     return 0
 
 
+def cmd_probe_bases(args) -> int:
+    import pandas as pd
+
+    from hsrdiff.evaluation import score_bases
+
+    rows = pd.DataFrame(score_bases(args.observations, args.bases, args.weights))
+    psnr = rows.pivot(index="scene", columns="image", values="psnr")
+    better_part = psnr[args.bases].max(axis=1) if len(args.bases) == 2 else None
+    print(f"Mean over {len(psnr)} scenes.\n\n| image | PSNR (dB) | SSIM | SAM (°) | ERGAS | ahead of the better base on |\n"
+          "|---|---|---|---|---|---|")
+    for image, group in rows.groupby("image", sort=False):
+        ahead = "" if better_part is None or image in args.bases else f"{int((psnr[image] > better_part).sum())} of {len(psnr)}"
+        mean = group[["psnr", "ssim", "sam", "ergas"]].mean()
+        print(f"| {image} | {mean['psnr']:.3f} | {mean['ssim']:.4f} | {mean['sam']:.3f} | {mean['ergas']:.3f} | {ahead} |")
+    return 0
+
+
 def cmd_info(args) -> int:
     from hsrdiff.io import open_h5
 
@@ -381,6 +398,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("weights", nargs="+", type=Path, help="weights files of networks trained on these patches")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.set_defaults(func=cmd_probe_base)
+
+    p = sub.add_parser("probe-bases", help="which base should a network start from? the metrics of bases and their mixes")
+    p.add_argument("observations", nargs="+", type=Path,
+                   help="degraded scene files (with gt) to choose on: training scenes, e.g. resources/degraded/cave/beads.h5")
+    p.add_argument("--bases", nargs="+", default=["glp-hs+p20", "cnmf+p20"],
+                   help="model.base names, +p<N> for N projection iterations (default: glp-hs+p20 cnmf+p20)")
+    p.add_argument("--weights", nargs="*", type=float, default=[0.25, 0.5, 0.75],
+                   help="mixes (1 - w) first + w second of two bases (default: 0.25 0.5 0.75; none: no mix)")
+    p.set_defaults(func=cmd_probe_bases)
 
     p = sub.add_parser("info", help="print the datasets and attributes of an HDF5 file")
     p.add_argument("file", type=Path)

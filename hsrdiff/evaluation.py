@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from hsrdiff.errors import DataError
-from hsrdiff.files import read_fused, read_ground_truth
+from hsrdiff.files import read_fused, read_ground_truth, read_observations
 from hsrdiff.io import atomic_path
 from hsrdiff.metrics import all_metrics
 
@@ -82,3 +82,32 @@ def summarise(metrics_csv: str | Path, summary_csv: str | Path, summary_md: str 
     with atomic_path(summary_md) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
     return table
+
+
+def score_bases(degraded_paths: Sequence[str | Path], bases: Sequence[str] = ("glp-hs+p20", "cnmf+p20"),
+                weights: Sequence[float] = (0.25, 0.5, 0.75)) -> list[dict[str, Any]]:
+    """The metrics of network bases (``model.base`` names, ``+p<N>`` projected) on scenes with a
+    ground truth, and, for two bases, of their mixes ``(1 - w) first + w second``: which base a
+    network should start from, measured without training one. One row per (scene, image)."""
+    import torch
+
+    from hsrdiff.baselines import fusion_base
+
+    bases = list(bases)
+    if weights and len(bases) != 2:
+        raise ValueError(f"mix weights need exactly two bases, got {len(bases)}: {', '.join(bases)}")
+    rows = []
+    for path in degraded_paths:
+        obs = read_observations(path)
+        gt = obs.need("gt")
+        lr_hsi, hr_msi = torch.from_numpy(obs.lr_hsi)[None], torch.from_numpy(obs.hr_msi)[None]
+        try:
+            images = {name: fusion_base(name, lr_hsi, hr_msi, obs.psf, obs.srf)[0].numpy() for name in bases}
+        except ValueError as err:
+            raise DataError(f"{path}: {err}") from None
+        for w in weights:
+            images[f"mix w={w:g}"] = (1 - w) * images[bases[0]] + w * images[bases[1]]
+        for name, image in images.items():
+            rows.append({"scene": str(obs.attrs.get("scene", Path(path).stem)), "image": name,
+                         **all_metrics(image, gt, obs.ratio)})
+    return rows
