@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from hsrdiff.errors import DataError
+from hsrdiff.errors import ConfigError, DataError
 from hsrdiff.files import read_fused, read_ground_truth, read_observations
 from hsrdiff.io import atomic_path
 from hsrdiff.metrics import all_metrics
@@ -95,7 +95,7 @@ def score_bases(degraded_paths: Sequence[str | Path], bases: Sequence[str] = ("g
 
     bases = list(bases)
     if weights and len(bases) != 2:
-        raise ValueError(f"mix weights need exactly two bases, got {len(bases)}: {', '.join(bases)}")
+        raise ConfigError(f"--weights mixes exactly two bases, got {len(bases)}: {', '.join(bases)} (pass --weights with no value for none)")
     rows = []
     for path in degraded_paths:
         obs = read_observations(path)

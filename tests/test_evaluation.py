@@ -122,8 +122,8 @@ def test_probe_bases_scores_bases_and_their_mixes(tmp_path, degraded, capsys):
     assert by["mix w=0.5"]["psnr"] >= by["glp-hs"]["psnr"]  # the squared error is convex
     with pytest.raises(DataError, match="scene.h5.*needs the observations' PSF"):
         score_bases([degraded[0]], ["glp-hs", "bicubic"], [0.5])
-    with pytest.raises(ValueError, match="exactly two bases"):
-        score_bases([path], ["glp-hs", "bicubic", "cnmf"], [0.5])
+    assert main(["probe-bases", str(path), "--bases", "glp-hs", "bicubic", "cnmf"]) != 0
+    assert "--weights mixes exactly two bases, got 3" in capsys.readouterr().err
     assert main(["probe-bases", str(path), "--bases", "bicubic", "glp-hs", "--weights", "0.5"]) == 0
     table = capsys.readouterr().out
     assert "Mean over 1 scenes." in table and "| mix w=0.5 |" in table and "of 1 |" in table
