@@ -35,6 +35,27 @@ def make_config(datasets: dict, **top) -> dict:
     return validate_config(raw)
 
 
+def simulate_demo(root: Path, settings: dict) -> dict[str, Path]:
+    """A generated demo (``source.generate`` settings) run through the data stages in ``root``:
+    each scene's degraded file (``<scene>.h5``, with its PSF and SRF), by scene name."""
+    from hsrdiff.data.demo import generate_demo
+    from hsrdiff.data.prepare import prepare_scene
+    from hsrdiff.data.registry import DatasetSpec
+    from hsrdiff.data.simulate import degrade_scene
+
+    generate_demo(settings, root / "scenes.h5")
+    scenes = {"train": [f"train_{i:02d}" for i in range(settings["n_train"])],
+              "test": [f"test_{i:02d}" for i in range(settings["n_test"])]}
+    entry = {"source": {"path": str(root / "scenes.h5")}, "reader": "hdf5", "variable": "scenes/{scene}",
+             "axis_order": "bhw", "wavelengths": {"variable": "wavelengths"}, "scale": 1.0, "ratio": 4,
+             "srf": "nikon_d700", "scenes": scenes}
+    spec = DatasetSpec.from_config(make_config({"demo": entry}), "demo")
+    for scene in spec.train_scenes + spec.test_scenes:
+        prepare_scene(spec.name, spec.scene(scene), spec.reader_settings(), spec.raw_location(), root / f"{scene}_prep.h5")
+        degrade_scene(spec.name, spec.scene(scene), spec.degradation_settings(), root / f"{scene}_prep.h5", root / f"{scene}.h5")
+    return {scene: root / f"{scene}.h5" for scene in spec.train_scenes + spec.test_scenes}
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     """Serves ``server.files`` (name -> bytes) with HTTP Range support.
 

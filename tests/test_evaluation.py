@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import simulate_demo
 from hsrdiff.cli import main
 from hsrdiff.baselines import bicubic
 from hsrdiff.evaluation import PAPER_TABLE1, evaluate_scene, summarise, write_table
@@ -81,24 +82,6 @@ def test_fuse_cli_on_user_files(degraded, tmp_path):
     assert main(args) == 2  # 4 bands for a 5-band model: a clear error, no traceback
 
 
-def _simulated_scene(tmp_path):
-    """One 64x64 demo scene through the data stages: a degraded file with its PSF and SRF."""
-    from conftest import make_config
-    from hsrdiff.data.demo import generate_demo
-    from hsrdiff.data.prepare import prepare_scene
-    from hsrdiff.data.registry import DatasetSpec
-    from hsrdiff.data.simulate import degrade_scene
-
-    generate_demo({"seed": 3, "n_train": 1, "n_test": 1, "size": 64, "n_endmembers": 6}, tmp_path / "scenes.h5")
-    entry = {"source": {"path": str(tmp_path / "scenes.h5")}, "reader": "hdf5", "variable": "scenes/{scene}",
-             "axis_order": "bhw", "wavelengths": {"variable": "wavelengths"}, "scale": 1.0, "ratio": 4,
-             "srf": "nikon_d700", "scenes": {"train": ["train_00"], "test": ["test_00"]}}
-    spec = DatasetSpec.from_config(make_config({"demo": entry}), "demo")
-    prepare_scene(spec.name, spec.scene("train_00"), spec.reader_settings(), spec.raw_location(), tmp_path / "prep.h5")
-    degrade_scene(spec.name, spec.scene("train_00"), spec.degradation_settings(), tmp_path / "prep.h5", tmp_path / "train_00.h5")
-    return tmp_path / "train_00.h5"
-
-
 def test_probe_bases_scores_bases_and_their_mixes(tmp_path, degraded, capsys):
     """`hsrdiff probe-bases`: a base scores as the classical method of its name, projecting it onto
     the observations lifts it on simulated data, a mix's end points are its two bases; a base that
@@ -108,7 +91,7 @@ def test_probe_bases_scores_bases_and_their_mixes(tmp_path, degraded, capsys):
     from hsrdiff.evaluation import score_bases
     from hsrdiff.files import read_observations
 
-    path = _simulated_scene(tmp_path)
+    path = simulate_demo(tmp_path, {"seed": 3, "n_train": 1, "n_test": 1, "size": 64, "n_endmembers": 6})["train_00"]
     rows = score_bases([path], ["glp-hs", "glp-hs+p20"], [0.0, 0.5, 1.0])
     by = {r["image"]: r for r in rows}
     assert list(by) == ["glp-hs", "glp-hs+p20", "mix w=0", "mix w=0.5", "mix w=1"]

@@ -13,12 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import make_config
-from hsrdiff.data.demo import generate_demo
+from conftest import simulate_demo
 from hsrdiff.data.patches import PatchDataset, extract_patches
-from hsrdiff.data.prepare import prepare_scene
-from hsrdiff.data.registry import DatasetSpec
-from hsrdiff.data.simulate import degrade_scene
 from hsrdiff.degradation import spatial_degrade, spectral_degrade
 from hsrdiff.diffusion import Schedule, fusion_loss, to_data_range, to_model_range
 from hsrdiff.io import read_arrays
@@ -45,16 +41,9 @@ def training_defaults(**kw):
 def demo_data(tmp_path_factory):
     """A small demo dataset run through the data stages: 4 train and 1 test scene of 64x64."""
     root = tmp_path_factory.mktemp("demo")
-    settings = {"seed": 5, "n_train": 4, "n_test": 1, "size": 64, "n_endmembers": 6}
-    generate_demo(settings, root / "scenes.h5")
-    entry = {"source": {"path": str(root / "scenes.h5")}, "reader": "hdf5", "variable": "scenes/{scene}",
-             "axis_order": "bhw", "wavelengths": {"variable": "wavelengths"}, "scale": 1.0, "ratio": 4,
-             "srf": "nikon_d700", "scenes": {"train": [f"train_{i:02d}" for i in range(4)], "test": ["test_00"]}}
-    spec = DatasetSpec.from_config(make_config({"demo": entry}), "demo")
-    for scene in spec.train_scenes + spec.test_scenes:
-        prepare_scene(spec.name, spec.scene(scene), spec.reader_settings(), spec.raw_location(), root / f"{scene}_prep.h5")
-        degrade_scene(spec.name, spec.scene(scene), spec.degradation_settings(), root / f"{scene}_prep.h5", root / f"{scene}.h5")
-    extract_patches([root / f"{s}.h5" for s in spec.train_scenes], 32, root / "p32.h5", stride_fraction=0.25)
+    degraded = simulate_demo(root, {"seed": 5, "n_train": 4, "n_test": 1, "size": 64, "n_endmembers": 6})
+    extract_patches([path for scene, path in degraded.items() if scene.startswith("train_")], 32, root / "p32.h5",
+                    stride_fraction=0.25)
     return root
 
 
