@@ -115,3 +115,24 @@ def test_a_projected_base_reproduces_the_observations(mixing_scene):
     for kind in ("bicubic", "cnmf"):  # GLP-HS already reproduces this scene's observations
         plain, projected = (fusion_base(name, lr_t, msi_t, psf, srf) for name in (kind, base_name(kind, 50)))
         assert misfit(projected) < 0.05 * misfit(plain), (kind, misfit(projected), misfit(plain))
+
+
+def test_the_mean_base_averages_its_projected_parts(mixing_scene):
+    """glp-hs+cnmf is the mean of GLP-HS and CNMF, each projected first (as probe-bases mixes
+    them), so it needs the SRF even unprojected and is a valid image of the scene."""
+    import torch
+
+    from hsrdiff.baselines import base_operators, fusion_base, parse_base_name
+
+    gt, lr, msi, srf, psf, _ = mixing_scene
+    lr_t, msi_t = torch.from_numpy(lr)[None], torch.from_numpy(msi)[None]
+    assert parse_base_name("glp-hs+cnmf+p20") == ("glp-hs+cnmf", 20)
+    assert base_operators("glp-hs+cnmf") == (True, True) and base_operators("glp-hs") == (True, False)
+    with pytest.raises(ValueError, match="needs the observations' SRF"):
+        fusion_base("glp-hs+cnmf", lr_t, msi_t, psf)
+    parts = [fusion_base(name, lr_t, msi_t, psf, srf) for name in ("glp-hs+p10", "cnmf+p10")]
+    mean = fusion_base("glp-hs+cnmf+p10", lr_t, msi_t, psf, srf)
+    assert not torch.allclose(parts[0], parts[1], atol=1e-3)
+    assert torch.allclose(mean, (parts[0] + parts[1]) / 2, atol=1e-6)
+    errors = [float((x[0].numpy() - gt).std()) for x in (*parts, mean)]
+    assert errors[2] < max(errors[:2]), errors  # an average is never worse than the worse part
