@@ -33,6 +33,7 @@ estimate is W_h H_m. Endmembers start from VCA (Nascimento and Dias, 2005) on th
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -123,24 +124,53 @@ def glp_hs_batch(lr_hsi: torch.Tensor, hr_msi: torch.Tensor, psf: PSF) -> torch.
 
 
 BASES = ("bicubic", "glp-hs", "cnmf", "glp-hs+cnmf")
-# A base that is the mean of two fusions, each projected (+p<N>) before they are averaged: their
-# errors lie in the observations' null space and are far from equal, so the mean beats the better
-# of the two on most CAVE scenes (docs/performance.md, "The networks' base chosen on CAVE's
-# training scenes"; the equal weight was chosen there, on training scenes).
+# A base that is a weighted mean of two fusions, each projected (+p<N>) before they are averaged:
+# their errors lie in the observations' null space and are far from equal, so a mix beats the
+# better of the two on most scenes (docs/performance.md, "The networks' base chosen on CAVE's
+# training scenes"). The weight is the second part's, chosen on training scenes with `hsrdiff
+# probe-bases`: 0.5 on CAVE, 0.75 on the demo (docs/model.md).
 MEAN_BASES = {"glp-hs+cnmf": ("glp-hs", "cnmf")}
+MEAN_WEIGHT = 0.5  # the weight a mean base's name leaves out
 
 
-def parse_base_name(name: str) -> tuple[str, int]:
-    kind, _, projected = name.partition("+p")
-    if kind not in BASES or (projected and not projected.isdigit()):
-        raise ValueError(f"unknown model base '{name}'; expected one of {', '.join(BASES)}, optionally +p<iterations>")
-    return kind, int(projected or 0)
+class BaseSpec(NamedTuple):
+    """A network base's name parsed: ``kind[@weight][+p<consistency>]``."""
+
+    kind: str
+    consistency: int = 0
+    weight: float = MEAN_WEIGHT  # of the second part of a mean base (MEAN_BASES)
+
+
+def base_name(kind: str, consistency: int = 0, weight: float = MEAN_WEIGHT) -> str:
+    """The name a network base goes by (patch files' ``base_<name>``, probe-bases' rows):
+    ``model.base``, then ``@<w>`` for a mean base whose ``model.base_weight`` is not the default
+    0.5, then ``+p<N>`` when ``model.base_consistency`` projects it onto the observations. Other
+    bases have no weight and ignore it (a config overlay that changes the base keeps the key)."""
+    weight = float(weight)
+    if kind in MEAN_BASES and not 0 <= weight <= 1:
+        raise ValueError(f"model base {kind}: base_weight {weight:g} is outside [0, 1]")
+    mix = f"@{weight:g}" if kind in MEAN_BASES and weight != MEAN_WEIGHT else ""
+    return f"{kind}{mix}+p{int(consistency)}" if consistency else f"{kind}{mix}"
+
+
+def parse_base_name(name: str) -> BaseSpec:
+    head, _, projected = name.partition("+p")
+    kind, at, weight = head.partition("@")
+    try:
+        spec = BaseSpec(kind, int(projected or 0), float(weight) if at else MEAN_WEIGHT)
+        if kind not in BASES or (projected and not projected.isdigit()) or (at and kind not in MEAN_BASES) \
+                or not 0 <= spec.weight <= 1:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"unknown model base '{name}'; expected one of {', '.join(BASES)}, optionally "
+                         f"+p<iterations>, and {', '.join(MEAN_BASES)} optionally @<weight in [0, 1]>") from None
+    return spec
 
 
 def base_operators(name: str) -> tuple[bool, bool]:
     """Whether the base ``name`` needs the observations' PSF, and their SRF: every fusion the
     PSF, CNMF (alone or in a mean) the SRF, and a projected base (``+p<N>``) both."""
-    kind, consistency = parse_base_name(name)
+    kind, consistency, _ = parse_base_name(name)
     parts = MEAN_BASES.get(kind, (kind,))
     return kind != "bicubic" or bool(consistency), "cnmf" in parts or bool(consistency)
 
@@ -154,10 +184,10 @@ def fusion_base(name: str, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, psf: PSF 
     ``glp-hs`` needs the PSF, ``cnmf`` the PSF and the SRF matrix (l, L); CNMF runs with the
     schema's ``evaluation.cnmf`` settings, so that the base is the table's cnmf row. A name
     ``kind+p<N>`` projects the base onto the observations (N CGLS iterations, PSF and SRF);
-    ``glp-hs+cnmf`` is the mean of its two parts, each projected first when ``+p<N>`` is given
-    (as ``hsrdiff probe-bases`` mixes them).
+    ``glp-hs+cnmf@<w>`` is ``(1 - w)`` GLP-HS plus ``w`` CNMF (w = 0.5 when left out), each
+    projected first when ``+p<N>`` is given (as ``hsrdiff probe-bases`` mixes them).
     """
-    kind, consistency = parse_base_name(name)
+    kind, consistency, weight = parse_base_name(name)
     needs_psf, needs_srf = base_operators(name)
     if needs_psf and psf is None:
         raise ValueError(f"model base '{name}' needs the observations' PSF")
@@ -165,8 +195,8 @@ def fusion_base(name: str, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, psf: PSF 
         raise ValueError(f"model base '{name}' needs the observations' SRF")
     if kind in MEAN_BASES:
         suffix = f"+p{consistency}" if consistency else ""
-        parts = [fusion_base(part + suffix, lr_hsi, hr_msi, psf, srf) for part in MEAN_BASES[kind]]
-        return sum(parts) / len(parts)
+        first, second = (fusion_base(part + suffix, lr_hsi, hr_msi, psf, srf) for part in MEAN_BASES[kind])
+        return (1 - weight) * first + weight * second
     if kind == "bicubic":
         base = F.interpolate(lr_hsi, size=tuple(hr_msi.shape[-2:]), mode="bicubic", align_corners=False)
     elif kind == "glp-hs":

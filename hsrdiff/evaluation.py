@@ -88,14 +88,26 @@ def score_bases(degraded_paths: Sequence[str | Path], bases: Sequence[str] = ("g
                 weights: Sequence[float] = (0.25, 0.5, 0.75)) -> list[dict[str, Any]]:
     """The metrics of network bases (``model.base`` names, ``+p<N>`` projected) on scenes with a
     ground truth, and, for two bases, of their mixes ``(1 - w) first + w second``: which base a
-    network should start from, measured without training one. One row per (scene, image)."""
+    network should start from, measured without training one. One row per (scene, image); a mix
+    of a mean base's parts, equally projected, is named as that base (``glp-hs+cnmf@0.75+p20``:
+    what ``model.base``, ``base_weight`` and ``base_consistency`` give), any other ``mix w=<w>``."""
     import torch
 
-    from hsrdiff.baselines import fusion_base
+    from hsrdiff.baselines import MEAN_BASES, base_name, fusion_base, parse_base_name
 
     bases = list(bases)
     if weights and len(bases) != 2:
         raise ConfigError(f"--weights mixes exactly two bases, got {len(bases)}: {', '.join(bases)} (pass --weights with no value for none)")
+    try:
+        specs = [parse_base_name(name) for name in bases]
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    mean = next((kind for kind, parts in MEAN_BASES.items() if len(specs) == 2
+                 and parts == (specs[0].kind, specs[1].kind) and specs[0].consistency == specs[1].consistency), None)
+
+    def mix_name(w: float) -> str:
+        return base_name(mean, specs[0].consistency, w) if mean and 0 <= w <= 1 else f"mix w={w:g}"
+
     rows = []
     for path in degraded_paths:
         obs = read_observations(path)
@@ -106,7 +118,7 @@ def score_bases(degraded_paths: Sequence[str | Path], bases: Sequence[str] = ("g
         except ValueError as err:
             raise DataError(f"{path}: {err}") from None
         for w in weights:
-            images[f"mix w={w:g}"] = (1 - w) * images[bases[0]] + w * images[bases[1]]
+            images[mix_name(w)] = (1 - w) * images[bases[0]] + w * images[bases[1]]
         for name, image in images.items():
             rows.append({"scene": str(obs.attrs.get("scene", Path(path).stem)), "image": name,
                          **all_metrics(image, gt, obs.ratio)})

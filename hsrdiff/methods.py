@@ -56,18 +56,22 @@ def method_settings(config: Mapping[str, Any], method: str) -> dict:
     return {"model": model, "training": training, "diffusion": config["diffusion"]}
 
 
-def base_name(kind: str, consistency: int = 0) -> str:
-    """The name a network base goes by in patch files (``base_<name>``): ``model.base``, or
-    ``<base>+p<N>`` when ``model.base_consistency`` projects it onto the observations (N CGLS
-    iterations); ``hsrdiff.baselines.fusion_base`` computes a base from its name."""
-    return f"{kind}+p{int(consistency)}" if consistency else kind
+def model_base_name(model: Mapping[str, Any]) -> str:
+    """The base name (``hsrdiff.baselines.base_name``) of a ``model`` config block or override."""
+    from hsrdiff.baselines import MEAN_WEIGHT, base_name
+
+    try:
+        return base_name(model.get("base", "bicubic"), int(model.get("base_consistency") or 0),
+                         model.get("base_weight", MEAN_WEIGHT))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def patch_options(config: Mapping[str, Any]) -> dict:
     """The keyword arguments of ``extract_patches`` from a config: ``patches`` and the network bases
     (``model.base``, ``model.base_consistency``) of the trained methods, stored beside the patches."""
     models = [method_settings(config, m)["model"] for m in trained_methods(config)]
-    bases = sorted({base_name(m.get("base", "bicubic"), m.get("base_consistency", 0)) for m in models})
+    bases = sorted({model_base_name(m) for m in models})
     return {"stride_fraction": config["patches"]["stride_fraction"], "max_per_scene": config["patches"]["max_per_scene"],
             "bases": bases}
 

@@ -97,12 +97,11 @@ def test_a_network_base_names_the_operator_it_lacks(mixing_scene):
 def test_a_projected_base_reproduces_the_observations(mixing_scene):
     import torch
 
-    from hsrdiff.baselines import fusion_base, parse_base_name
-    from hsrdiff.methods import base_name
+    from hsrdiff.baselines import base_name, fusion_base, parse_base_name
 
     _, lr, msi, srf, psf, _ = mixing_scene
     assert base_name("glp-hs") == "glp-hs" and base_name("cnmf", 20) == "cnmf+p20"
-    assert parse_base_name("cnmf+p20") == ("cnmf", 20) and parse_base_name("bicubic") == ("bicubic", 0)
+    assert parse_base_name("cnmf+p20") == ("cnmf", 20, 0.5) and parse_base_name("bicubic") == ("bicubic", 0, 0.5)
     with pytest.raises(ValueError, match="unknown model base 'glp-hs\\+px'"):
         parse_base_name("glp-hs+px")
     lr_t, msi_t = torch.from_numpy(lr)[None], torch.from_numpy(msi)[None]
@@ -119,14 +118,21 @@ def test_a_projected_base_reproduces_the_observations(mixing_scene):
 
 def test_the_mean_base_averages_its_projected_parts(mixing_scene):
     """glp-hs+cnmf is the mean of GLP-HS and CNMF, each projected first (as probe-bases mixes
-    them), so it needs the SRF even unprojected and is a valid image of the scene."""
+    them), so it needs the SRF even unprojected and is a valid image of the scene; @<w> weighs
+    CNMF by w, and its name round-trips through the config's three keys."""
     import torch
 
-    from hsrdiff.baselines import base_operators, fusion_base, parse_base_name
+    from hsrdiff.baselines import base_name, base_operators, fusion_base, parse_base_name
 
     gt, lr, msi, srf, psf, _ = mixing_scene
     lr_t, msi_t = torch.from_numpy(lr)[None], torch.from_numpy(msi)[None]
-    assert parse_base_name("glp-hs+cnmf+p20") == ("glp-hs+cnmf", 20)
+    assert parse_base_name("glp-hs+cnmf+p20") == ("glp-hs+cnmf", 20, 0.5)
+    assert parse_base_name("glp-hs+cnmf@0.75+p20") == ("glp-hs+cnmf", 20, 0.75)
+    assert base_name("glp-hs+cnmf", 20, 0.75) == "glp-hs+cnmf@0.75+p20" and base_name("glp-hs+cnmf", 0, 0.5) == "glp-hs+cnmf"
+    for bad in ("glp-hs@0.75", "glp-hs+cnmf@1.5", "glp-hs+cnmf@x+p20"):
+        with pytest.raises(ValueError, match="unknown model base"):
+            parse_base_name(bad)
+    assert base_name("glp-hs", 20, 0.75) == "glp-hs+p20"  # an overlay's single base ignores the weight
     assert base_operators("glp-hs+cnmf") == (True, True) and base_operators("glp-hs") == (True, False)
     with pytest.raises(ValueError, match="needs the observations' SRF"):
         fusion_base("glp-hs+cnmf", lr_t, msi_t, psf)
@@ -136,3 +142,6 @@ def test_the_mean_base_averages_its_projected_parts(mixing_scene):
     assert torch.allclose(mean, (parts[0] + parts[1]) / 2, atol=1e-6)
     errors = [float((x[0].numpy() - gt).std()) for x in (*parts, mean)]
     assert errors[2] < max(errors[:2]), errors  # an average is never worse than the worse part
+    mix = fusion_base("glp-hs+cnmf@0.75+p10", lr_t, msi_t, psf, srf)
+    assert torch.allclose(mix, 0.25 * parts[0] + 0.75 * parts[1], atol=1e-6)
+    assert torch.allclose(fusion_base("glp-hs+cnmf@1+p10", lr_t, msi_t, psf, srf), parts[1], atol=1e-6)

@@ -184,6 +184,22 @@ def test_stage_plan_chains_the_stages_of_a_method(default_config):
         stage_plan(config, "demo", 4)
 
 
+def test_the_patch_files_hold_the_base_of_each_trained_method(default_config):
+    """The patches rule stores one base per distinct network base, named as the trainer reads it:
+    a mean base with its weight, and a single base without the weight an overlay leaves set."""
+    from hsrdiff.methods import patch_options
+
+    config = copy.deepcopy(default_config)
+    config["model"] = {"base": "glp-hs+cnmf", "base_weight": 0.75, "base_consistency": 20}
+    config["trained_methods"] = {"regression": {"model": {"base": "glp-hs"}, "training": {"mode": "regression"}},
+                                 "even": {"model": {"base_weight": 0.5}}}
+    config["evaluation"] = {"methods": ["hsrdiff", "regression", "even", "cnmf"]}
+    assert patch_options(validate_config(config))["bases"] == ["glp-hs+cnmf+p20", "glp-hs+cnmf@0.75+p20", "glp-hs+p20"]
+    config["model"]["base_weight"] = 1.5
+    with pytest.raises(ConfigError, match="base_weight"):
+        validate_config(config)
+
+
 def test_a_trained_method_overrides_the_loss_weights(default_config):
     from hsrdiff.methods import stage_plan
     from hsrdiff.training.settings import TrainingSettings

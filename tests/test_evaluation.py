@@ -110,3 +110,12 @@ def test_probe_bases_scores_bases_and_their_mixes(tmp_path, degraded, capsys):
     assert main(["probe-bases", str(path), "--bases", "bicubic", "glp-hs", "--weights", "0.5"]) == 0
     table = capsys.readouterr().out
     assert "Mean over 1 scenes." in table and "| mix w=0.5 |" in table and "of 1 |" in table
+    # a mix of the mean base's parts is named as the model base to configure, and scores as it
+    rows = score_bases([path], ["glp-hs+p5", "cnmf+p5"], [0.75])
+    by = {r["image"]: r for r in rows}
+    assert list(by) == ["glp-hs+p5", "cnmf+p5", "glp-hs+cnmf@0.75+p5"]
+    assert main(["probe-bases", str(path), "--bases", "glp-hs+p5", "cnmf+p5", "--weights", "0.75"]) == 0
+    assert "| glp-hs+cnmf@0.75+p5 |" in capsys.readouterr().out
+    # a misspelt base is the caller's error, not the file's
+    assert main(["probe-bases", str(path), "--bases", "glp-hs", "cnmf+q5", "--weights", "0.5"]) == 2
+    assert "unknown model base 'cnmf+q5'" in capsys.readouterr().err

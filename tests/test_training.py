@@ -225,12 +225,14 @@ def test_ranks_of_tasks_started_by_srun():
     assert environment_from_slurm({"SLURM_STEP_NUM_TASKS": "4"}) == {}
 
 
-@pytest.mark.parametrize("base,consistency", [("glp-hs", 0), ("cnmf", 0), ("glp-hs", 10)])
-def test_a_classical_base_is_kept_in_the_weights_and_an_untrained_network_returns_it(demo_data, tmp_path, base, consistency):
-    """model.base glp-hs or cnmf: the trainer stores the patch file's PSF (and for CNMF or a
-    projected base its SRF) in the model configuration, the weights file alone rebuilds the
+@pytest.mark.parametrize("base,consistency,weight", [("glp-hs", 0, 0.5), ("cnmf", 0, 0.5), ("glp-hs", 10, 0.5),
+                                                    ("glp-hs+cnmf", 10, 0.75)])
+def test_a_classical_base_is_kept_in_the_weights_and_an_untrained_network_returns_it(demo_data, tmp_path, base, consistency, weight):
+    """model.base glp-hs, cnmf or their mix: the trainer stores the patch file's PSF (and for CNMF
+    or a projected base its SRF) in the model configuration, the weights file alone rebuilds the
     network, and before training (a zero residual) the network's estimate is the classical fusion
-    itself, projected onto the observations with model.base_consistency."""
+    itself, projected onto the observations with model.base_consistency (the mix: (1 - w) GLP-HS
+    + w CNMF, each projected)."""
     from hsrdiff.baselines import classical
     from hsrdiff.degradation import project_onto_observations
     from hsrdiff.data.patches import PatchDataset
@@ -239,11 +241,11 @@ def test_a_classical_base_is_kept_in_the_weights_and_an_untrained_network_return
     training, diffusion = training_defaults(checkpoint_every=100)
     stage = {"name": "s1", "patch_size": 32, "batch_size": 4, "iterations": 2, "learning_rate": 1e-3, "trainable": "all"}
     train_stage(StagePaths(demo_data / "p32.h5", tmp_path / "w.pt", tmp_path / "ckpt"), stage,
-                {**TINY_MODEL, "base": base, "base_consistency": consistency}, training, diffusion)
+                {**TINY_MODEL, "base": base, "base_consistency": consistency, "base_weight": weight}, training, diffusion)
     model, blob = load_weights(tmp_path / "w.pt")
     psf, srf = PatchDataset(demo_data / "p32.h5").operators()
     assert blob["model_config"]["base"] == base and np.allclose(blob["model_config"]["base_psf"]["kernel"], psf.kernel)
-    assert (blob["model_config"]["base_srf"] is None) == (base != "cnmf" and not consistency)
+    assert (blob["model_config"]["base_srf"] is None) == ("cnmf" not in base and not consistency)
     if blob["model_config"]["base_srf"] is not None:
         np.testing.assert_allclose(blob["model_config"]["base_srf"], srf)
     obs = read_observations(demo_data / "test_00.h5")
@@ -255,10 +257,16 @@ def test_a_classical_base_is_kept_in_the_weights_and_an_untrained_network_return
         return ((torch.from_numpy(x) * 2 - 1 + 1) * 0.5).numpy()
 
     lr_hsi, hr_msi = round_trip(obs.lr_hsi), round_trip(obs.hr_msi)
-    reference = classical(base, lr_hsi, hr_msi, obs.psf, obs.srf).fused
-    if consistency:
-        reference = project_onto_observations(reference, lr_hsi, hr_msi, obs.psf, obs.srf, consistency).clip(0, 1)
-        assert np.abs(reference - classical(base, lr_hsi, hr_msi, obs.psf, obs.srf).fused).max() > 1e-3
+
+    def part(kind):
+        image = classical(kind, lr_hsi, hr_msi, obs.psf, obs.srf).fused
+        if consistency:
+            projected = project_onto_observations(image, lr_hsi, hr_msi, obs.psf, obs.srf, consistency).clip(0, 1)
+            assert np.abs(projected - image).max() > 1e-3
+            image = projected
+        return image
+
+    reference = (1 - weight) * part("glp-hs") + weight * part("cnmf") if base == "glp-hs+cnmf" else part(base)
     np.testing.assert_allclose(fused, reference, atol=2e-6)
     trained = fuse(model, obs.lr_hsi, obs.hr_msi, 4, sampler=Schedule.from_config({"steps": 3, "beta_start": 1e-3, "beta_end": 0.5})).fused
     assert np.isfinite(trained).all() and trained.shape == obs.gt.shape

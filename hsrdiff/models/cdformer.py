@@ -57,6 +57,8 @@ class ModelConfig:
     base_srf: list | None = None
     # CGLS iterations projecting the base onto the observations before the network sees it (0: off).
     base_consistency: int = 0
+    # glp-hs+cnmf only: CNMF's weight in the mix, GLP-HS's being 1 - base_weight.
+    base_weight: float = 0.5
     # What the diffusion noises: the image x0 ("image", SR3's and the paper's) or the scaled
     # residual (x0 - base) / residual_scale ("residual", ours, as SRDiff), on the [-1, 1] scale.
     diffuse: str = "image"
@@ -64,6 +66,12 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def base_name(self) -> str:
+        """The base's name (``hsrdiff.baselines.base_name``): what patch files key it by."""
+        from hsrdiff.baselines import base_name
+
+        return base_name(self.base, self.base_consistency, self.base_weight)
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
@@ -133,9 +141,8 @@ class Denoiser(nn.Module):
         """
         from hsrdiff.baselines import base_operators, fusion_base
         from hsrdiff.degradation import PSF
-        from hsrdiff.methods import base_name
 
-        name = base_name(self.config.base, self.config.base_consistency)
+        name = self.config.base_name()
         needs_psf, needs_srf = base_operators(name)
         psf = srf = None
         if needs_psf:

@@ -18,7 +18,6 @@ from hsrdiff.data.patches import BASE_PREFIX, PatchDataset
 from hsrdiff.diffusion.loss import fusion_loss
 from hsrdiff.diffusion.scaling import to_data_range, to_model_range
 from hsrdiff.errors import DataError
-from hsrdiff.methods import base_name
 from hsrdiff.models.weights import load_weights
 
 TERMS = ("loss", "l1", "lr_term", "msi_term")
@@ -38,7 +37,7 @@ def loss_against_base(weights: Sequence[str | Path], patch_file: str | Path, bat
     for path in weights:
         model, blob = load_weights(path, device)
         model.eval()
-        name = base_name(model.config.base, model.config.base_consistency)
+        name = model.config.base_name()
         if BASE_PREFIX + name not in dataset.keys:
             held = [k[len(BASE_PREFIX):] for k in dataset.keys if k.startswith(BASE_PREFIX)]
             raise DataError(f"{patch_file}: no '{BASE_PREFIX}{name}' dataset, the base of {path}; the file holds "

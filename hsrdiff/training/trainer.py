@@ -38,7 +38,7 @@ from hsrdiff.diffusion import (
     to_model_range,
 )
 from hsrdiff.errors import ConfigError
-from hsrdiff.methods import base_name
+from hsrdiff.methods import model_base_name
 from hsrdiff.models import Denoiser, ModelConfig, build_model, load_file, save_atomic
 from hsrdiff.training import distributed
 from hsrdiff.training.checkpoint import latest_checkpoint, save_checkpoint
@@ -304,7 +304,7 @@ def train_stage(
         raise ConfigError(f"stage {name}: batch_size {batch} is not divisible by the {info.world_size} processes")
     local = batch // info.world_size
 
-    base = base_name(model_cfg.get("base", ModelConfig.base), int(model_cfg.get("base_consistency") or 0))
+    base = model_base_name({"base": ModelConfig.base, **model_cfg})
     dataset = PatchDataset(paths.patches, bases=[base])  # read only the base this network adds to
     iterations = stage_cfg.steps(len(dataset))
     psf, srf = dataset.operators()
