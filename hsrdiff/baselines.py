@@ -33,13 +33,15 @@ estimate is W_h H_m. Endmembers start from VCA (Nascimento and Dias, 2005) on th
 from __future__ import annotations
 
 import time
-from typing import NamedTuple
+from pathlib import Path
+from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from hsrdiff.degradation import PSF, spatial_degrade
+from hsrdiff.errors import DataError
 from hsrdiff.files import FusionResult
 
 EPS = 1e-9
@@ -176,16 +178,19 @@ def base_operators(name: str) -> tuple[bool, bool]:
 
 
 def fusion_base(name: str, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, psf: PSF | None,
-                srf: np.ndarray | None = None) -> torch.Tensor:
+                srf: np.ndarray | None = None, known: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
     """The image a network adds its output to (``model.base``), (B, L, H, W) on [0, 1].
 
-    One function for the three places that need it: the patch files (computed on each whole
-    training scene), the network (when no base is given) and tiled fusion (on the whole image).
+    One function for every place that needs it: the workflow's base files (each scene's once,
+    which the patch files and the sample jobs read), the patch files and fusion when they are not
+    given one (``hsrdiff fuse``: on the whole image), the network's ``base`` method.
     ``glp-hs`` needs the PSF, ``cnmf`` the PSF and the SRF matrix (l, L); CNMF runs with the
     schema's ``evaluation.cnmf`` settings, so that the base is the table's cnmf row. A name
     ``kind+p<N>`` projects the base onto the observations (N CGLS iterations, PSF and SRF);
     ``glp-hs+cnmf@<w>`` is ``(1 - w)`` GLP-HS plus ``w`` CNMF (w = 0.5 when left out), each
-    projected first when ``+p<N>`` is given (as ``hsrdiff probe-bases`` mixes them).
+    projected first when ``+p<N>`` is given (as ``hsrdiff probe-bases`` mixes them). ``known``:
+    fusions of these observations already computed, by kind, (B, L, H, W), used instead of
+    computing them again (the workflow's cnmf row, which runs with the same settings).
     """
     kind, consistency, weight = parse_base_name(name)
     needs_psf, needs_srf = base_operators(name)
@@ -195,9 +200,14 @@ def fusion_base(name: str, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, psf: PSF 
         raise ValueError(f"model base '{name}' needs the observations' SRF")
     if kind in MEAN_BASES:
         suffix = f"+p{consistency}" if consistency else ""
-        first, second = (fusion_base(part + suffix, lr_hsi, hr_msi, psf, srf) for part in MEAN_BASES[kind])
+        first, second = (fusion_base(part + suffix, lr_hsi, hr_msi, psf, srf, known) for part in MEAN_BASES[kind])
         return (1 - weight) * first + weight * second
-    if kind == "bicubic":
+    if known and kind in known:
+        base = known[kind].to(device=lr_hsi.device, dtype=lr_hsi.dtype)
+        if base.shape != (lr_hsi.shape[0], lr_hsi.shape[1], *hr_msi.shape[-2:]):
+            raise ValueError(f"the given {kind} fusion has shape {tuple(base.shape)}, expected "
+                             f"{(lr_hsi.shape[0], lr_hsi.shape[1], *hr_msi.shape[-2:])}")
+    elif kind == "bicubic":
         base = F.interpolate(lr_hsi, size=tuple(hr_msi.shape[-2:]), mode="bicubic", align_corners=False)
     elif kind == "glp-hs":
         base = glp_hs_batch(lr_hsi, hr_msi, psf)
@@ -210,6 +220,30 @@ def fusion_base(name: str, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, psf: PSF 
 
         with torch.no_grad():
             base = project_onto_observations(base, lr_hsi, hr_msi, psf, np.asarray(srf), consistency).clamp(0, 1)
+    return base
+
+
+def write_scene_base(observations: str | Path, name: str, out: str | Path, cnmf_file: str | Path | None = None,
+                     provenance: Mapping[str, Any] | None = None) -> np.ndarray:
+    """The base ``name`` of one scene's observation file, written to ``out`` (the workflow's
+    ``base`` rule: once per scene, for every patch file and network that adds to it).
+    ``cnmf_file``: the scene's CNMF fusion already written (the cnmf row), used as the CNMF part."""
+    from hsrdiff.files import read_fused, read_observations, write_base
+
+    obs = read_observations(observations)
+    known = None
+    if cnmf_file is not None:
+        known = {"cnmf": torch.from_numpy(read_fused(cnmf_file).result.fused)[None]}
+    lr_hsi, hr_msi = torch.from_numpy(obs.lr_hsi)[None], torch.from_numpy(obs.hr_msi)[None]
+    t0 = time.perf_counter()
+    try:
+        base = fusion_base(name, lr_hsi, hr_msi, obs.psf, obs.srf, known)[0].numpy()
+    except ValueError as err:  # an operator the file lacks, a CNMF file of another shape
+        raise DataError(f"{observations}: {err}" + (f" ({cnmf_file})" if cnmf_file else "")) from None
+    # the scene is the observation file's stem, as extract_patches matches a base to its scene
+    write_base(out, base, name, Path(observations).stem, {
+        "observations": str(observations), "cnmf_file": str(cnmf_file or ""), "seconds": time.perf_counter() - t0,
+        **(provenance or {})})
     return base
 
 

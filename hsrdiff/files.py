@@ -9,7 +9,9 @@ writes one and every stage that reads it agree by construction:
   ``ratio``, ``psf_mode``, ``psf_offset``, ``srf_bands``. Patch files carry the same operators
   (:func:`write_operators`, :func:`read_operators`);
 - fused result (``sample``, baselines, ``hsrdiff fuse``): ``fused`` (L, H, W), ``std`` when several
-  samples were drawn, ``wavelengths``, and provenance attributes.
+  samples were drawn, ``wavelengths``, and provenance attributes;
+- network base (``base``): ``base`` (L, H, W), the image a network adds its output to
+  (``hsrdiff.baselines.fusion_base``), with the attributes ``base`` (its name) and ``scene``.
 """
 
 from __future__ import annotations
@@ -222,6 +224,36 @@ def read_fused(path: str | Path) -> FusedFile:
         wavelengths = require(fh, "wavelengths", ndim=1)[()] if "wavelengths" in fh else None
         attrs = _attrs(fh)
     return FusedFile(path, FusionResult(fused, std, float(attrs.get("seconds", np.nan))), wavelengths, attrs)
+
+
+# -- network bases -------------------------------------------------------------------------------------
+@dataclass
+class BaseFile:
+    path: Path
+    name: str  # hsrdiff.baselines.base_name
+    scene: str
+    base: np.ndarray  # (L, H, W) on [0, 1]
+
+
+def write_base(path: str | Path, base: np.ndarray, name: str, scene: str, provenance: Mapping[str, Any]) -> None:
+    """One scene's network base, computed once for every network and patch file that uses it."""
+    with atomic_h5(path) as fh:
+        _chunked(fh, "base", np.asarray(base, dtype=np.float32))
+        write_attrs(fh, {"base": name, "scene": scene, "code_version": code_version(), **provenance})
+
+
+def read_base(path: str | Path, name: str | None = None, shape: tuple[int, ...] | None = None) -> BaseFile:
+    """A base file; with ``name`` or ``shape``, refused unless it holds that base of that shape."""
+    path = Path(path)
+    with open_h5(path) as fh:
+        base = require(fh, "base", ndim=3)[()]
+        attrs = _attrs(fh)
+    held = str(attrs.get("base", ""))
+    if name is not None and held != name:
+        raise DataError(f"{path}: holds the base '{held}', expected '{name}' (the model's base)")
+    if shape is not None and tuple(base.shape) != tuple(shape):
+        raise DataError(f"{path}: base of shape {tuple(base.shape)}, expected {tuple(shape)} (the scene's HR-HSI)")
+    return BaseFile(path, held, str(attrs.get("scene", path.stem)), base)
 
 
 def write_pair_result(path: str | Path, fused: np.ndarray, lr_hsi: np.ndarray, hr_msi: np.ndarray, srf_fitted: np.ndarray,

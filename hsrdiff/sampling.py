@@ -18,7 +18,7 @@ import torch
 from hsrdiff.degradation import DIHEDRAL_VIEWS, PSF, dihedral, project_onto_observations, undo_dihedral
 from hsrdiff.diffusion import AncestralSampler, Sampler, Schedule, make_sampler, sampling_levels, to_data_range, to_model_range
 from hsrdiff.errors import DataError
-from hsrdiff.files import FusionResult, write_fused
+from hsrdiff.files import FusionResult, read_base, write_fused
 from hsrdiff.models import Denoiser, load_weights
 from hsrdiff.provenance import describe
 
@@ -63,7 +63,7 @@ class TiledDenoiser:
     """
 
     def __init__(self, model: Denoiser, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, ratio: int,
-                 tile: int | None = None, overlap: int = 0, tile_batch: int = 8):
+                 tile: int | None = None, overlap: int = 0, tile_batch: int = 8, base: torch.Tensor | None = None):
         if tile_batch < 1:
             raise DataError(f"sampling.tile_batch must be at least 1; got {tile_batch}")
         height, width = hr_msi.shape[-2:]
@@ -72,7 +72,7 @@ class TiledDenoiser:
         self.chunks = [self.boxes[i : i + tile_batch] for i in range(0, len(self.boxes), tile_batch)]
         self.conditions = []
         # Each tile's base is cut from the whole image's, as in training (patches.BASE_PREFIX).
-        self.base = base = model.base(lr_hsi, hr_msi)
+        self.base = base = model.base(lr_hsi, hr_msi) if base is None else base
         for chunk in self.chunks:
             lr_tiles = torch.cat([lr_hsi[..., r0 // ratio : r1 // ratio, c0 // ratio : c1 // ratio] for r0, r1, c0, c1 in chunk])
             msi_tiles = torch.cat([hr_msi[..., r0:r1, c0:c1] for r0, r1, c0, c1 in chunk])
@@ -115,7 +115,8 @@ class TiledDenoiser:
 def fuse(model: Denoiser, lr_hsi, hr_msi, ratio: int, sampler: Sampler | Schedule | None = None, mode: str = "diffusion",
          tile: int | None = None, overlap: int = 0, n_samples: int = 1, seed: int = 0,
          device: str | torch.device = "cpu", tile_batch: int = 8, views: int = 1,
-         operators: tuple[PSF, np.ndarray] | None = None, consistency: int = 0) -> FusionResult:
+         operators: tuple[PSF, np.ndarray] | None = None, consistency: int = 0,
+         base: np.ndarray | None = None) -> FusionResult:
     """Estimate the HR-HSI from one ``lr_hsi`` (L, h, w) and ``hr_msi`` (l, H, W) on [0, 1].
 
     ``sampler``: any ``hsrdiff.diffusion.Sampler`` (a ``Schedule`` means the ancestral sampler on
@@ -124,7 +125,9 @@ def fuse(model: Denoiser, lr_hsi, hr_msi, ratio: int, sampler: Sampler | Schedul
     back); regression, which draws no noise, gives one sample per view. With ``consistency`` > 0
     each sample is then projected onto the images that explain the observations under
     ``operators`` (the PSF and the SRF matrix): ``consistency`` CGLS iterations of
-    :func:`hsrdiff.degradation.project_onto_observations`.
+    :func:`hsrdiff.degradation.project_onto_observations`. ``base``: the model's base of these
+    observations (L, H, W) on [0, 1], computed beforehand (the workflow's base file); None: the
+    model computes it (per view).
     """
     import time
 
@@ -141,6 +144,10 @@ def fuse(model: Denoiser, lr_hsi, hr_msi, ratio: int, sampler: Sampler | Schedul
     if msi.shape[-2] != lr.shape[-2] * ratio or msi.shape[-1] != lr.shape[-1] * ratio:
         raise DataError(f"hr_msi {tuple(msi.shape[1:])} is not lr_hsi {tuple(lr.shape[1:])} times the ratio {ratio}")
     model = model.to(device).eval()
+    if base is not None:
+        if tuple(np.shape(base)) != (lr.shape[1], *msi.shape[-2:]):
+            raise DataError(f"base of shape {tuple(np.shape(base))}; expected {(lr.shape[1], *msi.shape[-2:])} (the HR-HSI's)")
+        base = to_model_range(torch.as_tensor(np.asarray(base), dtype=torch.float32)[None].to(device))
     if mode == "regression":
         n_samples = min(n_samples, views)
     else:
@@ -155,7 +162,8 @@ def fuse(model: Denoiser, lr_hsi, hr_msi, ratio: int, sampler: Sampler | Schedul
         # One view at a time: only its conditions are held in memory.
         for view in range(min(views, n_samples)):
             rot, flip = DIHEDRAL_VIEWS[view]
-            x0_fn = TiledDenoiser(model, dihedral(lr, rot, flip), dihedral(msi, rot, flip), ratio, tile, overlap, tile_batch)
+            x0_fn = TiledDenoiser(model, dihedral(lr, rot, flip), dihedral(msi, rot, flip), ratio, tile, overlap, tile_batch,
+                                  None if base is None else dihedral(base, rot, flip))
             shape = (1, lr.shape[1], *x0_fn.base.shape[-2:])
             for i in range(view, n_samples, views):
                 if mode == "regression":
@@ -256,11 +264,13 @@ class Fuser:
             raise DataError(f"{names[1]}: {hr_msi.shape[1]}x{hr_msi.shape[2]} pixels; the model's ratio is {self.ratio}, "
                             f"so {names[0]} of {h}x{w} needs {h * self.ratio}x{w * self.ratio}")
 
-    def __call__(self, lr_hsi: np.ndarray, hr_msi: np.ndarray, operators: tuple[PSF, np.ndarray] | None = None) -> FusionResult:
+    def __call__(self, lr_hsi: np.ndarray, hr_msi: np.ndarray, operators: tuple[PSF, np.ndarray] | None = None,
+                 base: np.ndarray | None = None) -> FusionResult:
         """Fuse ``lr_hsi`` (L, h, w) and ``hr_msi`` (l, h * ratio, w * ratio) on [0, 1].
 
         ``operators``: the observations' (PSF, SRF matrix), which ``sampling.consistency`` needs;
         without them the samples are not projected (``consistency_applied`` says which happened).
+        ``base``: the model's base of these observations, computed beforehand (``fuse``).
         """
         self.check(lr_hsi, hr_msi)
         s = self.sampling
@@ -268,7 +278,7 @@ class Fuser:
         return fuse(self.model, lr_hsi, hr_msi, self.ratio, self.sampler, mode=self.blob["mode"],
                     tile=s["tile"], overlap=int(s["overlap"] or 0), n_samples=int(s["n_samples"] or 1),
                     seed=int(s["seed"] or 0), device=self.device, tile_batch=int(s["tile_batch"] or 8),
-                    views=int(s["views"] or 1), operators=operators, consistency=self.consistency_applied)
+                    views=int(s["views"] or 1), operators=operators, consistency=self.consistency_applied, base=base)
 
     def provenance(self) -> dict[str, Any]:
         """Attributes of a fused file that say which weights and settings made it."""
@@ -281,10 +291,16 @@ class Fuser:
 def fuse_files(weights: str | Path, lr_hsi: np.ndarray, hr_msi: np.ndarray, out: str | Path,
                schedule_cfg: Mapping[str, Any], sampling_cfg: Mapping[str, Any],
                wavelengths: np.ndarray | None = None, provenance: Mapping[str, Any] | None = None,
-               operators: tuple[PSF, np.ndarray] | None = None) -> FusionResult:
-    """Load a weights file, fuse one scene and write it with its provenance."""
+               operators: tuple[PSF, np.ndarray] | None = None, base_file: str | Path | None = None) -> FusionResult:
+    """Load a weights file, fuse one scene and write it with its provenance. ``base_file``: the
+    model's base of the scene computed beforehand (``hsrdiff.files.write_base``; checked to be
+    the model's base)."""
     fuser = Fuser(weights, schedule_cfg, sampling_cfg)
-    result = fuser(lr_hsi, hr_msi, operators)
+    base = None
+    if base_file is not None:
+        base = read_base(base_file, fuser.model.config.base_name(), (lr_hsi.shape[0], *hr_msi.shape[1:])).base
+        provenance = {**(provenance or {}), "base_file": str(base_file)}
+    result = fuser(lr_hsi, hr_msi, operators, base)
     if not np.isfinite(result.fused).all() or (result.std is not None and not np.isfinite(result.std).all()):
         raise DataError(f"{weights}: the fusion of {out} holds NaN or infinite values (the weights may be corrupt); nothing written")
     write_fused(out, result, wavelengths, {"method": "hsrdiff", **fuser.provenance(), **(provenance or {})})

@@ -1,5 +1,6 @@
 """The CNMF baseline: VCA finds pure pixels; on a linear-mixing scene CNMF far outdoes bicubic."""
 
+import h5py
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -145,3 +146,30 @@ def test_the_mean_base_averages_its_projected_parts(mixing_scene):
     mix = fusion_base("glp-hs+cnmf@0.75+p10", lr_t, msi_t, psf, srf)
     assert torch.allclose(mix, 0.25 * parts[0] + 0.75 * parts[1], atol=1e-6)
     assert torch.allclose(fusion_base("glp-hs+cnmf@1+p10", lr_t, msi_t, psf, srf), parts[1], atol=1e-6)
+
+
+def test_a_scene_base_takes_the_cnmf_row_as_its_cnmf_part(tmp_path, mixing_scene):
+    """The base rule reuses the scene's cnmf row: the file's CNMF is the part mixed in (not a CNMF
+    computed again), the observation file's stem names the scene, and a base that needs an operator
+    the observation file lacks is refused naming the file."""
+    import torch
+
+    from hsrdiff.baselines import fusion_base, write_scene_base
+    from hsrdiff.errors import DataError
+    from hsrdiff.files import FusionResult, read_base, write_fused, write_observations
+
+    gt, lr, msi, srf, psf, _ = mixing_scene
+    write_observations(tmp_path / "scene_a.h5", gt, lr, msi, psf, srf, np.arange(gt.shape[0], dtype=float), "", {})
+    row = np.clip(gt + 0.01, 0, 1).astype(np.float32)  # a stand-in for the cnmf row, distinguishable from CNMF
+    write_fused(tmp_path / "cnmf.h5", FusionResult(row, None, 0.0), None, {"method": "cnmf"})
+    base = write_scene_base(tmp_path / "scene_a.h5", "glp-hs+cnmf@0.75+p5", tmp_path / "base.h5", cnmf_file=tmp_path / "cnmf.h5")
+    held = read_base(tmp_path / "base.h5", "glp-hs+cnmf@0.75+p5")
+    assert held.scene == "scene_a" and np.array_equal(held.base, base)
+    lr_t, msi_t = torch.from_numpy(lr)[None], torch.from_numpy(msi)[None]
+    expected = fusion_base("glp-hs+cnmf@0.75+p5", lr_t, msi_t, psf, srf, {"cnmf": torch.from_numpy(row)[None]})[0].numpy()
+    np.testing.assert_allclose(base, expected, atol=1e-6)
+    assert np.abs(base - fusion_base("glp-hs+cnmf@0.75+p5", lr_t, msi_t, psf, srf)[0].numpy()).max() > 1e-3
+    with h5py.File(tmp_path / "scene_a.h5", "a") as fh:
+        del fh["srf"]
+    with pytest.raises(DataError, match="scene_a.h5: model base 'cnmf' needs the observations' PSF"):
+        write_scene_base(tmp_path / "scene_a.h5", "cnmf", tmp_path / "cnmf_base.h5")

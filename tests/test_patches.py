@@ -126,6 +126,29 @@ def test_bases_are_cut_from_the_whole_scenes_and_augmented_with_the_triple(degra
         extract_patches(paths, 32, tmp_path / "bad.h5", bases=["sharp"])
 
 
+def test_patches_cut_the_bases_the_base_rule_wrote(degraded_scenes, tmp_path):
+    """The workflow computes each scene's base once (rule base) and the patch files cut it: the
+    same patches as computing it here; a base without a file is still computed; a file of the
+    wrong shape is refused naming it."""
+    from hsrdiff.baselines import write_scene_base
+    from hsrdiff.files import write_base
+
+    _, paths = degraded_scenes
+    files = [tmp_path / f"glp-{p.stem}.h5" for p in paths]
+    for path, file in zip(paths, files):
+        write_scene_base(path, "glp-hs", file)
+    extract_patches(paths, 32, tmp_path / "computed.h5", bases=["bicubic", "glp-hs"])
+    extract_patches(paths, 32, tmp_path / "read.h5", bases=["bicubic", "glp-hs"], base_files=files[::-1])
+    with h5py.File(tmp_path / "computed.h5") as a, h5py.File(tmp_path / "read.h5") as b:
+        for key in ("base_glp-hs", "base_bicubic", "gt"):
+            np.testing.assert_allclose(a[key][()], b[key][()], atol=1e-6)
+    with h5py.File(files[0]) as fh:
+        base = fh["base"][()]
+    write_base(files[0], base[:, :-4], "glp-hs", paths[0].stem, {})
+    with pytest.raises(DataError, match=f"glp-{paths[0].stem}.h5: base of shape"):
+        extract_patches(paths, 32, tmp_path / "bad.h5", bases=["glp-hs"], base_files=files)
+
+
 def test_dihedral_gives_eight_distinct_transforms():
     x = torch.arange(9.0).reshape(1, 3, 3)
     outs = {tuple(dihedral(x, rot, flip).flatten().tolist()) for rot in range(4) for flip in (False, True)}

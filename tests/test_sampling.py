@@ -197,6 +197,42 @@ def test_tiles_add_the_network_to_the_whole_images_base(observation):
     assert np.abs(per_tile - whole[:, :32, :32]).max() > 1e-3
 
 
+def test_a_base_given_beforehand_is_the_one_the_network_adds_to(observation, tmp_path):
+    """The sample rule's base file: the same image as the model computes gives the same fusion, any
+    other image is what the (untrained) network returns; a file of another base or shape is
+    refused naming it, before any sampling."""
+    from hsrdiff.baselines import glp_hs_batch
+    from hsrdiff.degradation import PSF
+    from hsrdiff.errors import DataError
+    from hsrdiff.files import write_base
+    from hsrdiff.models import save_atomic
+    from hsrdiff.sampling import fuse_files
+
+    lr, msi = observation
+    psf = PSF(kernel=np.full((4, 4), 1 / 16), ratio=4, mode="block")
+    mc = ModelConfig(6, 3, channels=8, depth=2, heads=2, window=8, base="glp-hs", base_psf=psf.to_dict())
+    model = build_model(mc).eval()
+    whole = glp_hs_batch(torch.from_numpy(lr)[None], torch.from_numpy(msi)[None], psf)[0].numpy()
+    computed = fuse(model, lr, msi, 4, mode="regression", tile=32, overlap=16).fused
+    given = fuse(model, lr, msi, 4, mode="regression", tile=32, overlap=16, base=whole).fused
+    np.testing.assert_allclose(given, computed, atol=2e-6)
+    other = np.full_like(whole, 0.25)
+    np.testing.assert_allclose(fuse(model, lr, msi, 4, mode="regression", base=other).fused, other, atol=2e-6)
+    with pytest.raises(DataError, match="base of shape"):
+        fuse(model, lr, msi, 4, mode="regression", base=whole[:, :32])
+
+    save_atomic({"model_config": mc.to_dict(), "state_dict": model.state_dict(), "mode": "regression", "ratio": 4},
+                tmp_path / "w.pt")
+    write_base(tmp_path / "glp.h5", whole, "glp-hs", "scene", {})
+    write_base(tmp_path / "bicubic.h5", whole, "bicubic", "scene", {})
+    schedule, sampling = {"steps": 2, "beta_start": 1e-3, "beta_end": 0.5}, {"device": "cpu"}
+    result = fuse_files(tmp_path / "w.pt", lr, msi, tmp_path / "out.h5", schedule, sampling, base_file=tmp_path / "glp.h5")
+    np.testing.assert_allclose(result.fused, computed, atol=2e-6)
+    with pytest.raises(DataError, match="bicubic.h5: holds the base 'bicubic', expected 'glp-hs'"):
+        fuse_files(tmp_path / "w.pt", lr, msi, tmp_path / "out2.h5", schedule, sampling, base_file=tmp_path / "bicubic.h5")
+    assert not (tmp_path / "out2.h5").exists()
+
+
 def test_tiles_batched_or_one_by_one_give_the_same_image(perturbed_model, observation):
     from hsrdiff.diffusion import make_sampler, sampling_levels
 

@@ -110,7 +110,10 @@ def test_data_and_training_stages_run_on_a_small_demo(tmp_path, default_config):
             assert fh["lr_hsi"].shape == (n, 31, lr, lr), name
             assert fh["hr_msi"].shape == (n, 3, hr, hr), name
             assert set(fh["scene_index"][()]) == {0, 1, 2}  # training scenes only
-    for rule in ("generate_demo", "prepare", "degrade", "patches", "train"):
+    # each scene's network base once (both networks add to GLP-HS), for the patches and the samples
+    assert sorted(p.name for p in (res / "bases" / "demo" / "glp-hs").glob("*.h5")) == [
+        "test_00.h5", "test_01.h5", "train_00.h5", "train_01.h5", "train_02.h5", "train_03.h5"]
+    for rule in ("generate_demo", "prepare", "degrade", "base", "patches", "train"):
         assert list((tmp_path / "logs" / rule).rglob("*.log")), rule
         assert list((tmp_path / "benchmarks" / rule).rglob("*.tsv")), rule
     assert not list(res.rglob("*.part"))
@@ -136,6 +139,7 @@ def test_data_and_training_stages_run_on_a_small_demo(tmp_path, default_config):
     assert "1 validation scenes" in (tmp_path / "results" / "demo" / "validation" / "summary.md").read_text()
     with h5py.File(tmp_path / "results" / "demo" / "fused" / "hsrdiff" / "test_00.h5") as fh:
         assert fh["fused"].shape == (31, 64, 64) and len(fh.attrs["weights_sha256"]) == 64
+        assert fh.attrs["base_file"] == "resources/bases/demo/glp-hs/test_00.h5"
 
     figures = tmp_path / "results" / "demo" / "figures"
     assert sorted(p.name for p in figures.glob("*.png")) == sorted(
@@ -185,12 +189,20 @@ def test_data_and_training_stages_run_on_a_small_demo(tmp_path, default_config):
     config["diffusion"]["sample_schedule"]["steps"] = 8
     result = run_snakemake(tmp_path, config, "-n", "--cores", "2")
     assert _job_counts(result) == {"sample": 6, "evaluate": 6, "aggregate": 1, "aggregate_validation": 1, "figures": 2, "all": 1}
+    # Another base (here the mix, weighted) is computed for every scene, and the patches and the
+    # networks follow it (not from the cnmf row: this config's CNMF settings are not the network's).
+    config = small_demo_config(default_config)
+    config["model"].update(base="glp-hs+cnmf", base_weight=0.75)
+    result = run_snakemake(tmp_path, config, "-n", "--cores", "2")
+    assert _job_counts(result) == {"base": 6, "patches": 3, "train_s1": 2, "train_s2": 2, "train_s3": 2, "sample": 6,
+                                   "evaluate": 6, "aggregate": 1, "aggregate_validation": 1, "figures": 2, "all": 1}
+    assert "resources/bases/demo/glp-hs+cnmf@0.75/test_00.h5" in result.stdout + result.stderr
     # A dataset's simulation settings (here its PSF) re-simulate every scene and redo all that
     # follows from the observations, but read no raw data again.
     config = small_demo_config(default_config)
     config["datasets"]["demo"]["psf"] = {"mode": "convolve", "sigma": 1.5}
     result = run_snakemake(tmp_path, config, "-n", "--cores", "2")
-    assert _job_counts(result) == {"degrade": 6, "patches": 3, "train_s1": 2, "train_s2": 2, "train_s3": 2, "sample": 6,
+    assert _job_counts(result) == {"degrade": 6, "base": 6, "patches": 3, "train_s1": 2, "train_s2": 2, "train_s3": 2, "sample": 6,
                                    "cnmf": 3, "hypersharpen": 6, "bicubic": 3, "evaluate": 18, "aggregate": 1,
                                    "aggregate_validation": 1, "figures": 2, "all": 1}
     # A reader setting (the scale) starts from prepare; the generated raw data stay.
@@ -300,7 +312,7 @@ def test_the_cave_benchmark_plans_the_whole_protocol(tmp_path, default_config):
     config["datasets"]["cave"]["source"]["path"] = str(cave)
     result = run_snakemake(tmp_path / "run", config, "-n", "--cores", "2")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert _job_counts(result) == {"prepare": 32, "degrade": 32, "patches": 1, "train_stage1": 2, "sample": 24, "cnmf": 12,
+    assert _job_counts(result) == {"prepare": 32, "degrade": 32, "base": 32, "patches": 1, "train_stage1": 2, "sample": 24, "cnmf": 12,
                                    "hypersharpen": 24, "bicubic": 12, "evaluate": 72, "aggregate": 1, "figures": 12, "all": 1}
 
 

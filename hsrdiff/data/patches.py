@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 from hsrdiff.baselines import fusion_base, parse_base_name
 from hsrdiff.degradation import PSF, dihedral
 from hsrdiff.errors import DataError
-from hsrdiff.files import copy_operators, observation_shapes, read_observations, read_operators, read_ratio
+from hsrdiff.files import copy_operators, observation_shapes, read_base, read_observations, read_operators, read_ratio
 from hsrdiff.io import atomic_h5, open_h5, require, write_attrs
 
 log = logging.getLogger(__name__)
@@ -65,12 +65,15 @@ def extract_patches(
     stride_fraction: float = 0.5,
     max_per_scene: int | None = None,
     bases: Sequence[str] = (),
+    base_files: Sequence[str | Path] = (),
 ) -> dict:
     """Cut patches of ``patch_size`` (or "full": the largest size common to all scenes).
 
-    ``bases``: the network bases by name (``hsrdiff.methods.base_name``) to store beside each
+    ``bases``: the network bases by name (``hsrdiff.baselines.base_name``) to store beside each
     patch as ``base_<name>``, cut from the base of the whole scene, which is what fusion adds the
-    network's output to.
+    network's output to. ``base_files``: bases already computed (``hsrdiff.files.write_base``, the
+    workflow's ``base`` rule), matched to the scenes by their ``base`` and ``scene`` attributes; a
+    base without a file is computed here.
 
     Raises :class:`DataError` when a scene is smaller than the patch or the size is not a
     multiple of the ratio.
@@ -117,6 +120,10 @@ def extract_patches(
             "lr_hsi": out.create_dataset("lr_hsi", (n, bands, lh, lw), "f4", chunks=(1, bands, lh, lw)),
             "hr_msi": out.create_dataset("hr_msi", (n, msi_bands, ph, pw), "f4", chunks=(1, msi_bands, ph, pw)),
         }
+        given = {}
+        for file in base_files:
+            held = read_base(file)
+            given[(held.name, held.scene)] = held.path
         for name in bases:
             dsets[BASE_PREFIX + name] = out.create_dataset(BASE_PREFIX + name, (n, bands, ph, pw), "f4", chunks=(1, bands, ph, pw))
         out.create_dataset("scene_index", data=np.array([p[0] for p in plan], dtype=np.int32))
@@ -126,10 +133,15 @@ def extract_patches(
             # One scene in memory at a time: full-scale scenes are large, the patch file larger.
             obs = read_observations(s["path"])
             scene = {"gt": obs.need("gt"), "lr_hsi": obs.lr_hsi, "hr_msi": obs.hr_msi}
-            if bases:
-                lr, msi = torch.from_numpy(obs.lr_hsi)[None], torch.from_numpy(obs.hr_msi)[None]
-                for name in bases:
-                    scene[BASE_PREFIX + name] = fusion_base(name, lr, msi, obs.psf, obs.srf)[0].numpy()
+            lr, msi = torch.from_numpy(obs.lr_hsi)[None], torch.from_numpy(obs.hr_msi)[None]
+            for name in bases:
+                if (name, s["path"].stem) in given:
+                    scene[BASE_PREFIX + name] = read_base(given[name, s["path"].stem], name, obs.need("gt").shape).base
+                else:
+                    try:
+                        scene[BASE_PREFIX + name] = fusion_base(name, lr, msi, obs.psf, obs.srf)[0].numpy()
+                    except ValueError as err:  # an operator the file lacks
+                        raise DataError(f"{s['path']}: {err}") from None
             if i == 0:
                 copy_operators(s["path"], out)
             for _, r, c in (p for p in plan if p[0] == i):

@@ -2,15 +2,16 @@
 # Paths come from hsrdiff.paths and the training stages from hsrdiff.methods.stage_plan: the
 # library fills in the same templates and plans when a stage is run by hand.
 import json
+import re
 import sys
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from hsrdiff import paths
-from hsrdiff.config import check_consistency, check_renamed_keys
+from hsrdiff.config import check_consistency, check_renamed_keys, schema_defaults
 from hsrdiff.data.registry import DatasetSpec
-from hsrdiff.methods import method_stages, patch_options, stage_plan, trained_methods
+from hsrdiff.methods import method_settings, method_stages, model_base_name, patch_options, stage_plan, trained_methods
 
 
 check_renamed_keys(config)
@@ -32,6 +33,13 @@ PATCH_SIZES = sorted(
 # before any job runs); the input and param functions below look stages up in it.
 PLANS = {(spec.name, method): {p.name: p for p in stage_plan(config, spec.name, spec.ratio, method)}
          for spec in SPECS.values() for method in TRAINED}
+# The networks' bases by name, each computed once per scene (rule base) for the patch files and the
+# sample jobs; the cnmf row's output is the CNMF part of a scene it scores, when it runs with the
+# settings the network's CNMF uses (the schema's evaluation.cnmf).
+NETWORK_BASES = patch_options(config)["bases"]
+BASE_OF = {method: model_base_name(method_settings(config, method)["model"]) for method in TRAINED}
+CNMF_ROW_IS_BASE = ("cnmf" in config["evaluation"]["methods"]
+                    and config["evaluation"]["cnmf"] == schema_defaults("properties", "evaluation", "properties", "cnmf"))
 
 
 wildcard_constraints:
@@ -39,6 +47,7 @@ wildcard_constraints:
     scene=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     size=r"\d+|full",
     method="|".join(config["evaluation"]["methods"]),
+    base="|".join(re.escape(name) for name in NETWORK_BASES) or "NONE",
 
 
 def spec_of(wildcards):
@@ -54,6 +63,27 @@ def raw_input(wildcards):
 def train_degraded(wildcards):
     spec = spec_of(wildcards)
     return [str(spec.degraded_path(scene)) for scene in spec.train_scenes]
+
+
+def train_bases(wildcards):
+    """The networks' bases of the training scenes, which the patch files cut."""
+    spec = spec_of(wildcards)
+    return [paths.fill(paths.BASE, dataset=spec.name, base=name, scene=scene)
+            for name in NETWORK_BASES for scene in spec.train_scenes]
+
+
+def base_inputs(wildcards):
+    """The observations, and the cnmf row's output for a scored scene whose base has a CNMF part."""
+    spec = spec_of(wildcards)
+    found = {"observations": str(spec.degraded_path(wildcards.scene))}
+    scored = wildcards.scene in (*spec.test_scenes, *spec.validation_scenes)
+    if CNMF_ROW_IS_BASE and scored and "cnmf" in wildcards.base:
+        found["cnmf"] = paths.fill(paths.FUSED, dataset=spec.name, method="cnmf", scene=wildcards.scene)
+    return found
+
+
+def sample_base(wildcards):
+    return paths.fill(paths.BASE, dataset=wildcards.dataset, base=BASE_OF[wildcards.method], scene=wildcards.scene)
 
 
 def all_inputs(wildcards):

@@ -81,9 +81,30 @@ rule degrade:
         "../scripts/degrade.py"
 
 
+# One network base of one scene (hsrdiff.baselines.fusion_base), for the patch files and the sample
+# jobs alike: computed once, and in parallel, instead of in each patch file and sampled image.
+rule base:
+    input:
+        unpack(base_inputs),
+    output:
+        base=paths.BASE,
+    conda:
+        "../envs/hsrdiff.yaml"
+    log:
+        "logs/base/{dataset}/{base}/{scene}.log",
+    benchmark:
+        "benchmarks/base/{dataset}/{base}/{scene}.tsv"
+    resources:
+        mem_mb=16000,
+        runtime="2h",
+    script:
+        "../scripts/base.py"
+
+
 rule patches:
     input:
         scenes=train_degraded,
+        bases=train_bases,
     output:
         patches=paths.PATCHES,
     params:

@@ -5,6 +5,7 @@ rule sample:
     input:
         weights=final_weights_of,
         observations=paths.DEGRADED,
+        base=sample_base,
     output:
         fused=paths.FUSED,
     params:

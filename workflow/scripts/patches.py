@@ -9,6 +9,7 @@ extract_patches(
     snakemake.input.scenes,
     size if size == "full" else int(size),
     snakemake.output.patches,
+    base_files=snakemake.input.bases,
     **snakemake.params.options,
 )
 

@@ -15,6 +15,7 @@ fuse_files(
     snakemake.params.sampling,
     wavelengths=obs.wavelengths,
     operators=None if obs.psf is None else (obs.psf, obs.srf),
+    base_file=snakemake.input.base,
     provenance={"dataset": snakemake.wildcards.dataset, "scene": snakemake.wildcards.scene,
                 "observations": snakemake.input.observations},
 )

@@ -1,0 +1,11 @@
+from hsrdiff.provenance import stamp_snakemake_job, start_snakemake_job
+
+start_snakemake_job(snakemake)
+
+from hsrdiff.baselines import write_scene_base
+
+write_scene_base(snakemake.input.observations, snakemake.wildcards.base, snakemake.output.base,
+                 cnmf_file=snakemake.input.get("cnmf"),
+                 provenance={"dataset": snakemake.wildcards.dataset})
+
+stamp_snakemake_job(snakemake)
