@@ -69,7 +69,8 @@ def model_base_name(model: Mapping[str, Any]) -> str:
 
 def patch_options(config: Mapping[str, Any]) -> dict:
     """The keyword arguments of ``extract_patches`` from a config: ``patches`` and the network bases
-    (``model.base``, ``model.base_consistency``) of the trained methods, stored beside the patches."""
+    (``model.base``, ``base_weight``, ``base_consistency``) of the trained methods, stored beside
+    the patches."""
     models = [method_settings(config, m)["model"] for m in trained_methods(config)]
     bases = sorted({model_base_name(m) for m in models})
     return {"stride_fraction": config["patches"]["stride_fraction"], "max_per_scene": config["patches"]["max_per_scene"],
