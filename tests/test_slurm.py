@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 SLURM_DIR = REPO / "tests" / "slurm"
 GPU_RULES = {"train_stage1", "train_stage2", "train_stage3", "sample"}
-CPU_RULES = {"generate_demo", "prepare", "degrade", "patches", "bicubic", "evaluate", "aggregate", "figures"}
+CPU_RULES = {"generate_demo", "prepare", "degrade", "base", "patches", "bicubic", "evaluate", "aggregate", "figures"}
 # Stage 1 is stopped once, as Slurm's pre-kill warning does (SIGTERM to the job's steps), when its
 # log shows it has passed INTERRUPT_AT_STEP: the same preemption whatever the machine's speed.
 INTERRUPT_AT_STEP = 200
