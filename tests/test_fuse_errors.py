@@ -180,7 +180,7 @@ def test_a_fusion_that_yields_nan_writes_nothing(files, monkeypatch):
     from hsrdiff.files import FusionResult
     from hsrdiff.sampling import Fuser, fuse_files
 
-    monkeypatch.setattr(Fuser, "__call__", lambda self, lr, msi, operators=None: FusionResult(np.full((BANDS, 32, 32), np.nan, np.float32), None, 0.0))
+    monkeypatch.setattr(Fuser, "__call__", lambda self, lr, msi, operators=None, base=None: FusionResult(np.full((BANDS, 32, 32), np.nan, np.float32), None, 0.0))
     with pytest.raises(DataError, match="holds NaN or infinite values .*nothing written"):
         fuse_files(files / "w.pt", np.load(files / "lr.npy"), np.load(files / "msi.npy"), files / "nan.h5",
                    {"steps": 2, "spacing": "log_snr"}, {})
