@@ -242,6 +242,13 @@ def write_base(path: str | Path, base: np.ndarray, name: str, scene: str, proven
         write_attrs(fh, {"base": name, "scene": scene, "code_version": code_version(), **provenance})
 
 
+def base_identity(path: str | Path) -> tuple[str, str]:
+    """A base file's (base name, scene), from its attributes alone (the image is not read)."""
+    with open_h5(path) as fh:
+        attrs = _attrs(fh)
+    return str(attrs.get("base", "")), str(attrs.get("scene", Path(path).stem))
+
+
 def read_base(path: str | Path, name: str | None = None, shape: tuple[int, ...] | None = None) -> BaseFile:
     """A base file; with ``name`` or ``shape``, refused unless it holds that base of that shape."""
     path = Path(path)

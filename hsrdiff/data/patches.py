@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 from hsrdiff.baselines import fusion_base, parse_base_name
 from hsrdiff.degradation import PSF, dihedral
 from hsrdiff.errors import DataError
-from hsrdiff.files import copy_operators, observation_shapes, read_base, read_observations, read_operators, read_ratio
+from hsrdiff.files import base_identity, copy_operators, observation_shapes, read_base, read_observations, read_operators, read_ratio
 from hsrdiff.io import atomic_h5, open_h5, require, write_attrs
 
 log = logging.getLogger(__name__)
@@ -120,10 +120,7 @@ def extract_patches(
             "lr_hsi": out.create_dataset("lr_hsi", (n, bands, lh, lw), "f4", chunks=(1, bands, lh, lw)),
             "hr_msi": out.create_dataset("hr_msi", (n, msi_bands, ph, pw), "f4", chunks=(1, msi_bands, ph, pw)),
         }
-        given = {}
-        for file in base_files:
-            held = read_base(file)
-            given[(held.name, held.scene)] = held.path
+        given = {base_identity(file): file for file in base_files}  # each image is read once, below
         for name in bases:
             dsets[BASE_PREFIX + name] = out.create_dataset(BASE_PREFIX + name, (n, bands, ph, pw), "f4", chunks=(1, bands, ph, pw))
         out.create_dataset("scene_index", data=np.array([p[0] for p in plan], dtype=np.int32))
