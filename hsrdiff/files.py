@@ -242,11 +242,15 @@ def write_base(path: str | Path, base: np.ndarray, name: str, scene: str, proven
         write_attrs(fh, {"base": name, "scene": scene, "code_version": code_version(), **provenance})
 
 
+def _identity(attrs: Mapping[str, Any], path: Path) -> tuple[str, str]:
+    return str(attrs.get("base", "")), str(attrs.get("scene", path.stem))
+
+
 def base_identity(path: str | Path) -> tuple[str, str]:
     """A base file's (base name, scene), from its attributes alone (the image is not read)."""
     with open_h5(path) as fh:
         attrs = _attrs(fh)
-    return str(attrs.get("base", "")), str(attrs.get("scene", Path(path).stem))
+    return _identity(attrs, Path(path))
 
 
 def read_base(path: str | Path, name: str | None = None, shape: tuple[int, ...] | None = None) -> BaseFile:
@@ -255,12 +259,12 @@ def read_base(path: str | Path, name: str | None = None, shape: tuple[int, ...] 
     with open_h5(path) as fh:
         base = require(fh, "base", ndim=3)[()]
         attrs = _attrs(fh)
-    held = str(attrs.get("base", ""))
+    held, scene = _identity(attrs, path)
     if name is not None and held != name:
         raise DataError(f"{path}: holds the base '{held}', expected '{name}' (the model's base)")
     if shape is not None and tuple(base.shape) != tuple(shape):
         raise DataError(f"{path}: base of shape {tuple(base.shape)}, expected {tuple(shape)} (the scene's HR-HSI)")
-    return BaseFile(path, held, str(attrs.get("scene", path.stem)), base)
+    return BaseFile(path, held, scene, base)
 
 
 def write_pair_result(path: str | Path, fused: np.ndarray, lr_hsi: np.ndarray, hr_msi: np.ndarray, srf_fitted: np.ndarray,
