@@ -237,6 +237,8 @@ def _job_counts(result) -> dict[str, int]:
     ("progressive", {"train_fixed": 1, "train_stage1": 1, "sample": 8, "evaluate": 8, "cnmf": None}),
     ("recipe", {"train_stage1": 4, "train_stage2": 4, "train_stage3": 4, "sample": 16, "evaluate": 32, "cnmf": 4, "hypersharpen": 8}),
     ("seeds", {"train_stage1": 8, "train_stage2": 8, "train_stage3": 8, "sample": 32, "evaluate": 40, "cnmf": 4, "hypersharpen": 4}),
+    # two training scenes held out: 4 networks fuse 4 test + 2 validation scenes
+    ("long-training", {"train_stage1": 4, "train_stage2": 4, "train_stage3": 4, "sample": 24, "evaluate": 36, "cnmf": 6, "hypersharpen": 6}),
 ])
 def test_ablation_tables_are_one_overlay_each(tmp_path, default_config, overlay, expected):
     from hsrdiff.config import deep_merge
