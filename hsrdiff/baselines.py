@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -125,33 +125,50 @@ def glp_hs_batch(lr_hsi: torch.Tensor, hr_msi: torch.Tensor, psf: PSF) -> torch.
         return fused.clamp(0, 1).to(lr_hsi.dtype)
 
 
-BASES = ("bicubic", "glp-hs", "cnmf", "glp-hs+cnmf")
-# A base that is a weighted mean of two fusions, each projected (+p<N>) before they are averaged:
-# their errors lie in the observations' null space and are far from equal, so a mix beats the
-# better of the two on most scenes (docs/performance.md, "The networks' base chosen on CAVE's
-# training scenes"). The weight is the second part's, chosen on training scenes with `hsrdiff
-# probe-bases`: 0.5 on CAVE, 0.75 on the demo (docs/model.md).
-MEAN_BASES = {"glp-hs+cnmf": ("glp-hs", "cnmf")}
-MEAN_WEIGHT = 0.5  # the weight a mean base's name leaves out
+BASES = ("bicubic", "glp-hs", "gsa", "cnmf", "glp-hs+cnmf", "glp-hs+cnmf+gsa")
+# A base that is a weighted mean of fusions, each projected (+p<N>) before they are averaged: their
+# errors lie in the observations' null space and are far from equal, so a mix beats the best of
+# them on most scenes (docs/performance.md, "The networks' base chosen on CAVE's training
+# scenes"). The weights are chosen on training scenes with `hsrdiff probe-bases`: CNMF's 0.5 on
+# CAVE, 0.75 on the demo (docs/model.md); GSA as a third part, docs/performance.md.
+MEAN_BASES = {"glp-hs+cnmf": ("glp-hs", "cnmf"), "glp-hs+cnmf+gsa": ("glp-hs", "cnmf", "gsa")}
 
 
 class BaseSpec(NamedTuple):
-    """A network base's name parsed: ``kind[@weight][+p<consistency>]``."""
+    """A network base's name parsed: ``kind[@weights][+p<consistency>]``."""
 
     kind: str
     consistency: int = 0
-    weight: float = MEAN_WEIGHT  # of the second part of a mean base (MEAN_BASES)
+    weights: tuple[float, ...] = ()  # of every part of a mean base (MEAN_BASES), summing to 1
 
 
-def base_name(kind: str, consistency: int = 0, weight: float = MEAN_WEIGHT) -> str:
+def mean_weights(kind: str, weight: float | Sequence[float] | None = None) -> tuple[float, ...]:
+    """Every part's weight in the mean base ``kind`` from ``model.base_weight``: the weights of the
+    parts after the first (a number for two parts, a list otherwise; the first part takes the
+    rest), or None for equal weights."""
+    parts = MEAN_BASES[kind]
+    if weight is None:
+        return tuple(1 / len(parts) for _ in parts)
+    later = (float(weight),) if isinstance(weight, (int, float)) else tuple(float(w) for w in weight)
+    if len(later) != len(parts) - 1:
+        raise ValueError(f"model base {kind}: base_weight gives the weights of {', '.join(parts[1:])} "
+                         f"({len(parts) - 1} number(s)), got {len(later)}")
+    if not all(0 <= w <= 1 for w in later) or sum(later) > 1 + 1e-9:
+        raise ValueError(f"model base {kind}: base_weight {', '.join(f'{w:g}' for w in later)} must lie in "
+                         f"[0, 1] and sum to at most 1 (the rest is {parts[0]}'s)")
+    return (max(1 - sum(later), 0.0), *later)
+
+
+def base_name(kind: str, consistency: int = 0, weight: float | Sequence[float] | None = None) -> str:
     """The name a network base goes by (patch files' ``base_<name>``, probe-bases' rows):
-    ``model.base``, then ``@<w>`` for a mean base whose ``model.base_weight`` is not the default
-    0.5, then ``+p<N>`` when ``model.base_consistency`` projects it onto the observations. Other
-    bases have no weight and ignore it (a config overlay that changes the base keeps the key)."""
-    weight = float(weight)
-    if kind in MEAN_BASES and not 0 <= weight <= 1:
-        raise ValueError(f"model base {kind}: base_weight {weight:g} is outside [0, 1]")
-    mix = f"@{weight:g}" if kind in MEAN_BASES and weight != MEAN_WEIGHT else ""
+    ``model.base``, then ``@<w>[,<w>]`` for a mean base whose ``model.base_weight`` is not equal
+    weights, then ``+p<N>`` when ``model.base_consistency`` projects it onto the observations.
+    Other bases have no weight and ignore it (a config overlay that changes the base keeps the key)."""
+    mix = ""
+    if kind in MEAN_BASES:
+        weights = mean_weights(kind, weight)
+        if max(weights) - min(weights) > 1e-12:
+            mix = "@" + ",".join(f"{w:g}" for w in weights[1:])
     return f"{kind}{mix}+p{int(consistency)}" if consistency else f"{kind}{mix}"
 
 
@@ -159,13 +176,14 @@ def parse_base_name(name: str) -> BaseSpec:
     head, _, projected = name.partition("+p")
     kind, at, weight = head.partition("@")
     try:
-        spec = BaseSpec(kind, int(projected or 0), float(weight) if at else MEAN_WEIGHT)
-        if kind not in BASES or (projected and not projected.isdigit()) or (at and kind not in MEAN_BASES) \
-                or not 0 <= spec.weight <= 1:
+        if kind not in BASES or (projected and not projected.isdigit()) or (at and kind not in MEAN_BASES):
             raise ValueError
+        weights = mean_weights(kind, [float(w) for w in weight.split(",")] if at else None) if kind in MEAN_BASES else ()
+        spec = BaseSpec(kind, int(projected or 0), weights)
     except ValueError:
         raise ValueError(f"unknown model base '{name}'; expected one of {', '.join(BASES)}, optionally "
-                         f"+p<iterations>, and {', '.join(MEAN_BASES)} optionally @<weight in [0, 1]>") from None
+                         f"+p<iterations>, and {', '.join(MEAN_BASES)} optionally @<weights of the parts after "
+                         f"the first, in [0, 1], comma-separated>") from None
     return spec
 
 
@@ -187,12 +205,14 @@ def fusion_base(name: str, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, psf: PSF 
     ``glp-hs`` needs the PSF, ``cnmf`` the PSF and the SRF matrix (l, L); CNMF runs with the
     schema's ``evaluation.cnmf`` settings, so that the base is the table's cnmf row. A name
     ``kind+p<N>`` projects the base onto the observations (N CGLS iterations, PSF and SRF);
-    ``glp-hs+cnmf@<w>`` is ``(1 - w)`` GLP-HS plus ``w`` CNMF (w = 0.5 when left out), each
-    projected first when ``+p<N>`` is given (as ``hsrdiff probe-bases`` mixes them). ``known``:
+    ``glp-hs+cnmf@<w>`` is ``(1 - w)`` GLP-HS plus ``w`` CNMF (w = 0.5 when left out), and
+    ``glp-hs+cnmf+gsa@<w>,<v>`` adds GSA weighted ``v`` (GLP-HS taking ``1 - w - v``; equal thirds
+    when left out), each part projected first when ``+p<N>`` is given (as ``hsrdiff probe-bases``
+    mixes them). ``known``:
     fusions of these observations already computed, by kind, (B, L, H, W), used instead of
     computing them again (the workflow's cnmf row, which runs with the same settings).
     """
-    kind, consistency, weight = parse_base_name(name)
+    kind, consistency, weights = parse_base_name(name)
     needs_psf, needs_srf = base_operators(name)
     if needs_psf and psf is None:
         raise ValueError(f"model base '{name}' needs the observations' PSF")
@@ -200,8 +220,8 @@ def fusion_base(name: str, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, psf: PSF 
         raise ValueError(f"model base '{name}' needs the observations' SRF")
     if kind in MEAN_BASES:
         suffix = f"+p{consistency}" if consistency else ""
-        first, second = (fusion_base(part + suffix, lr_hsi, hr_msi, psf, srf, known) for part in MEAN_BASES[kind])
-        return (1 - weight) * first + weight * second
+        return sum(w * fusion_base(part + suffix, lr_hsi, hr_msi, psf, srf, known)
+                   for part, w in zip(MEAN_BASES[kind], weights))
     if known and kind in known:
         base = known[kind].to(device=lr_hsi.device, dtype=lr_hsi.dtype)
         if base.shape != (lr_hsi.shape[0], lr_hsi.shape[1], *hr_msi.shape[-2:]):
@@ -211,9 +231,10 @@ def fusion_base(name: str, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, psf: PSF 
         base = F.interpolate(lr_hsi, size=tuple(hr_msi.shape[-2:]), mode="bicubic", align_corners=False)
     elif kind == "glp-hs":
         base = glp_hs_batch(lr_hsi, hr_msi, psf)
-    else:
+    else:  # gsa, cnmf: NumPy, one image at a time
         lr, msi = lr_hsi.detach().double().cpu().numpy(), hr_msi.detach().double().cpu().numpy()
-        fused = np.stack([classical("cnmf", lr[i], msi[i], psf, np.asarray(srf)).fused for i in range(len(lr))])
+        fused = np.stack([classical(kind, lr[i], msi[i], psf, None if srf is None else np.asarray(srf)).fused
+                          for i in range(len(lr))])
         base = torch.from_numpy(fused).to(device=lr_hsi.device, dtype=lr_hsi.dtype)
     if consistency:
         from hsrdiff.degradation import project_onto_observations

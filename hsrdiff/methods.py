@@ -58,11 +58,11 @@ def method_settings(config: Mapping[str, Any], method: str) -> dict:
 
 def model_base_name(model: Mapping[str, Any]) -> str:
     """The base name (``hsrdiff.baselines.base_name``) of a ``model`` config block or override."""
-    from hsrdiff.baselines import MEAN_WEIGHT, base_name
+    from hsrdiff.baselines import base_name
 
     try:
         return base_name(model.get("base", "bicubic"), int(model.get("base_consistency") or 0),
-                         model.get("base_weight", MEAN_WEIGHT))
+                         model.get("base_weight"))
     except ValueError as err:
         raise ConfigError(str(err)) from None
 

@@ -102,7 +102,7 @@ def test_a_projected_base_reproduces_the_observations(mixing_scene):
 
     _, lr, msi, srf, psf, _ = mixing_scene
     assert base_name("glp-hs") == "glp-hs" and base_name("cnmf", 20) == "cnmf+p20"
-    assert parse_base_name("cnmf+p20") == ("cnmf", 20, 0.5) and parse_base_name("bicubic") == ("bicubic", 0, 0.5)
+    assert parse_base_name("cnmf+p20") == ("cnmf", 20, ()) and parse_base_name("bicubic") == ("bicubic", 0, ())
     with pytest.raises(ValueError, match="unknown model base 'glp-hs\\+px'"):
         parse_base_name("glp-hs+px")
     lr_t, msi_t = torch.from_numpy(lr)[None], torch.from_numpy(msi)[None]
@@ -127,10 +127,11 @@ def test_the_mean_base_averages_its_projected_parts(mixing_scene):
 
     gt, lr, msi, srf, psf, _ = mixing_scene
     lr_t, msi_t = torch.from_numpy(lr)[None], torch.from_numpy(msi)[None]
-    assert parse_base_name("glp-hs+cnmf+p20") == ("glp-hs+cnmf", 20, 0.5)
-    assert parse_base_name("glp-hs+cnmf@0.75+p20") == ("glp-hs+cnmf", 20, 0.75)
+    assert parse_base_name("glp-hs+cnmf+p20") == ("glp-hs+cnmf", 20, (0.5, 0.5))
+    assert parse_base_name("glp-hs+cnmf@0.75+p20") == ("glp-hs+cnmf", 20, (0.25, 0.75))
     assert base_name("glp-hs+cnmf", 20, 0.75) == "glp-hs+cnmf@0.75+p20" and base_name("glp-hs+cnmf", 0, 0.5) == "glp-hs+cnmf"
-    for bad in ("glp-hs@0.75", "glp-hs+cnmf@1.5", "glp-hs+cnmf@x+p20"):
+    for bad in ("glp-hs@0.75", "glp-hs+cnmf@1.5", "glp-hs+cnmf@x+p20", "glp-hs+cnmf@0.5,0.2",
+                "glp-hs+cnmf+gsa@0.5", "glp-hs+cnmf+gsa@0.7,0.4"):
         with pytest.raises(ValueError, match="unknown model base"):
             parse_base_name(bad)
     assert base_name("glp-hs", 20, 0.75) == "glp-hs+p20"  # an overlay's single base ignores the weight
@@ -146,6 +147,32 @@ def test_the_mean_base_averages_its_projected_parts(mixing_scene):
     mix = fusion_base("glp-hs+cnmf@0.75+p10", lr_t, msi_t, psf, srf)
     assert torch.allclose(mix, 0.25 * parts[0] + 0.75 * parts[1], atol=1e-6)
     assert torch.allclose(fusion_base("glp-hs+cnmf@1+p10", lr_t, msi_t, psf, srf), parts[1], atol=1e-6)
+
+
+def test_a_three_part_mean_base_weighs_gsa_too(mixing_scene):
+    """glp-hs+cnmf+gsa: base_weight lists CNMF's and GSA's weights (GLP-HS takes the rest), equal
+    thirds when left out; its name round-trips, and a weight count that does not match the parts
+    is refused naming them."""
+    import torch
+
+    from hsrdiff.baselines import base_name, base_operators, classical, fusion_base, parse_base_name
+
+    _, lr, msi, srf, psf, _ = mixing_scene
+    lr_t, msi_t = torch.from_numpy(lr)[None], torch.from_numpy(msi)[None]
+    assert base_name("glp-hs+cnmf+gsa", 20, [0.5, 0.2]) == "glp-hs+cnmf+gsa@0.5,0.2+p20"
+    assert base_name("glp-hs+cnmf+gsa", 20, None) == "glp-hs+cnmf+gsa+p20"
+    spec = parse_base_name("glp-hs+cnmf+gsa@0.5,0.2+p20")
+    assert spec.kind == "glp-hs+cnmf+gsa" and spec.consistency == 20
+    assert spec.weights == pytest.approx((0.3, 0.5, 0.2))
+    assert parse_base_name("glp-hs+cnmf+gsa").weights == pytest.approx((1 / 3, 1 / 3, 1 / 3))
+    with pytest.raises(ValueError, match="weights of cnmf, gsa"):
+        base_name("glp-hs+cnmf+gsa", 0, 0.5)
+    assert base_operators("gsa") == (True, False) and base_operators("glp-hs+cnmf+gsa") == (True, True)
+    gsa = fusion_base("gsa", lr_t, msi_t, psf)
+    torch.testing.assert_close(gsa[0], torch.from_numpy(classical("gsa", lr, msi, psf, srf).fused).to(gsa.dtype))
+    parts = [fusion_base(name, lr_t, msi_t, psf, srf) for name in ("glp-hs+p10", "cnmf+p10", "gsa+p10")]
+    mix = fusion_base("glp-hs+cnmf+gsa@0.5,0.2+p10", lr_t, msi_t, psf, srf)
+    assert torch.allclose(mix, 0.3 * parts[0] + 0.5 * parts[1] + 0.2 * parts[2], atol=1e-6)
 
 
 def test_a_scene_base_takes_the_cnmf_row_as_its_cnmf_part(tmp_path, mixing_scene):

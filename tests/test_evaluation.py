@@ -116,6 +116,11 @@ def test_probe_bases_scores_bases_and_their_mixes(tmp_path, degraded, capsys):
     assert list(by) == ["glp-hs+p5", "cnmf+p5", "glp-hs+cnmf@0.75+p5"]
     assert main(["probe-bases", str(path), "--bases", "glp-hs+p5", "cnmf+p5", "--weights", "0.75"]) == 0
     assert "| glp-hs+cnmf@0.75+p5 |" in capsys.readouterr().out
+    # any base by its name, three-part means included, each fusion computed once for all of them
+    rows = score_bases([path], ["glp-hs+cnmf@0.75+p5", "glp-hs+cnmf+gsa@0.5,0.2+p5"], [])
+    assert [r["image"] for r in rows] == ["glp-hs+cnmf@0.75+p5", "glp-hs+cnmf+gsa@0.5,0.2+p5"]
+    assert rows[0]["psnr"] == pytest.approx(by["glp-hs+cnmf@0.75+p5"]["psnr"], abs=1e-6)
+    assert rows[1]["psnr"] != pytest.approx(rows[0]["psnr"], abs=1e-3)
     # a misspelt base is the caller's error, not the file's
     assert main(["probe-bases", str(path), "--bases", "glp-hs", "cnmf+q5", "--weights", "0.5"]) == 2
     assert "unknown model base 'cnmf+q5'" in capsys.readouterr().err

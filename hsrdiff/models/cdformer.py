@@ -57,8 +57,9 @@ class ModelConfig:
     base_srf: list | None = None
     # CGLS iterations projecting the base onto the observations before the network sees it (0: off).
     base_consistency: int = 0
-    # glp-hs+cnmf only: CNMF's weight in the mix, GLP-HS's being 1 - base_weight.
-    base_weight: float = 0.5
+    # Mean bases only (hsrdiff.baselines.MEAN_BASES): the weights of the parts after the first
+    # (glp-hs+cnmf: CNMF's; glp-hs+cnmf+gsa: [CNMF's, GSA's]), the first taking the rest; None: equal.
+    base_weight: float | list[float] | None = None
     # What the diffusion noises: the image x0 ("image", SR3's and the paper's) or the scaled
     # residual (x0 - base) / residual_scale ("residual", ours, as SRDiff), on the [-1, 1] scale.
     diffuse: str = "image"
