@@ -129,8 +129,8 @@ BASES = ("bicubic", "glp-hs", "gsa", "cnmf", "glp-hs+cnmf", "glp-hs+cnmf+gsa")
 # A base that is a weighted mean of fusions, each projected (+p<N>) before they are averaged: their
 # errors lie in the observations' null space and are far from equal, so a mix beats the best of
 # them on most scenes (docs/performance.md, "The networks' base chosen on CAVE's training
-# scenes"). The weights are chosen on training scenes with `hsrdiff probe-bases`: CNMF's 0.5 on
-# CAVE, 0.75 on the demo (docs/model.md); GSA as a third part, docs/performance.md.
+# scenes"). The weights are chosen on training scenes with `hsrdiff probe-bases`: on CAVE, CNMF
+# 0.5 and GSA 0.2 (GLP-HS 0.3); on the demo, where GSA adds nothing, CNMF 0.75 of two parts.
 MEAN_BASES = {"glp-hs+cnmf": ("glp-hs", "cnmf"), "glp-hs+cnmf+gsa": ("glp-hs", "cnmf", "gsa")}
 
 
