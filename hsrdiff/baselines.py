@@ -208,9 +208,9 @@ def fusion_base(name: str, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, psf: PSF 
     ``glp-hs+cnmf@<w>`` is ``(1 - w)`` GLP-HS plus ``w`` CNMF (w = 0.5 when left out), and
     ``glp-hs+cnmf+gsa@<w>,<v>`` adds GSA weighted ``v`` (GLP-HS taking ``1 - w - v``; equal thirds
     when left out), each part projected first when ``+p<N>`` is given (as ``hsrdiff probe-bases``
-    mixes them). ``known``:
-    fusions of these observations already computed, by kind, (B, L, H, W), used instead of
-    computing them again (the workflow's cnmf row, which runs with the same settings).
+    mixes them). ``known``: fusions of these observations already computed, by kind, (B, L, H, W),
+    used instead of computing them again (the workflow's cnmf row, which runs with the same
+    settings).
     """
     kind, consistency, weights = parse_base_name(name)
     needs_psf, needs_srf = base_operators(name)
