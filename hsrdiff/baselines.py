@@ -1,4 +1,4 @@
-"""Classical baselines: bicubic upsampling, GSA, GLP-HS and CNMF.
+"""Classical baselines: bicubic upsampling, GSA, GLP-HS, CNMF and HySure.
 
 GSA and GLP-HS are the two pansharpening families extended to HS+MS fusion as in Yokoya, Grohnfeldt
 and Chanussot, "Hyperspectral and multispectral data fusion: a comparative review of the recent
@@ -28,6 +28,9 @@ model. With ``W`` (L x M) the endmembers and ``H`` (M x pixels) the abundances:
 fitted by alternating Lee-Seung multiplicative updates, with the abundance sum-to-one constraint
 imposed by an extra row delta * 1 appended to data and endmembers (as in the paper). The
 estimate is W_h H_m. Endmembers start from VCA (Nascimento and Dias, 2005) on the LR-HSI.
+
+HySure (Simoes et al. 2015, :func:`hysure`): a convex problem in a spectral subspace, the fit to
+both observations and a vector total variation, solved by ADMM.
 """
 
 from __future__ import annotations
@@ -125,13 +128,14 @@ def glp_hs_batch(lr_hsi: torch.Tensor, hr_msi: torch.Tensor, psf: PSF) -> torch.
         return fused.clamp(0, 1).to(lr_hsi.dtype)
 
 
-BASES = ("bicubic", "glp-hs", "gsa", "cnmf", "glp-hs+cnmf", "glp-hs+cnmf+gsa")
+BASES = ("bicubic", "glp-hs", "gsa", "cnmf", "hysure", "glp-hs+cnmf", "glp-hs+cnmf+gsa", "glp-hs+cnmf+gsa+hysure")
 # A base that is a weighted mean of fusions, each projected (+p<N>) before they are averaged: their
 # errors lie in the observations' null space and are far from equal, so a mix beats the best of
 # them on most scenes (docs/performance.md, "The networks' base chosen on CAVE's training
 # scenes"). The weights are chosen on training scenes with `hsrdiff probe-bases`: on CAVE, CNMF
 # 0.5 and GSA 0.2 (GLP-HS 0.3); on the demo, where GSA adds nothing, CNMF 0.75 of two parts.
-MEAN_BASES = {"glp-hs+cnmf": ("glp-hs", "cnmf"), "glp-hs+cnmf+gsa": ("glp-hs", "cnmf", "gsa")}
+MEAN_BASES = {"glp-hs+cnmf": ("glp-hs", "cnmf"), "glp-hs+cnmf+gsa": ("glp-hs", "cnmf", "gsa"),
+              "glp-hs+cnmf+gsa+hysure": ("glp-hs", "cnmf", "gsa", "hysure")}
 
 
 class BaseSpec(NamedTuple):
@@ -189,10 +193,10 @@ def parse_base_name(name: str) -> BaseSpec:
 
 def base_operators(name: str) -> tuple[bool, bool]:
     """Whether the base ``name`` needs the observations' PSF, and their SRF: every fusion the
-    PSF, CNMF (alone or in a mean) the SRF, and a projected base (``+p<N>``) both."""
+    PSF, CNMF and HySure (alone or in a mean) the SRF, and a projected base (``+p<N>``) both."""
     kind, consistency, _ = parse_base_name(name)
     parts = MEAN_BASES.get(kind, (kind,))
-    return kind != "bicubic" or bool(consistency), "cnmf" in parts or bool(consistency)
+    return kind != "bicubic" or bool(consistency), bool(set(parts) & set(WITH_SETTINGS)) or bool(consistency)
 
 
 def fusion_base(name: str, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, psf: PSF | None,
@@ -202,12 +206,13 @@ def fusion_base(name: str, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, psf: PSF 
     One function for every place that needs it: the workflow's base files (each scene's once,
     which the patch files and the sample jobs read), the patch files and fusion when they are not
     given one (``hsrdiff fuse``: on the whole image), the network's ``base`` method.
-    ``glp-hs`` needs the PSF, ``cnmf`` the PSF and the SRF matrix (l, L); CNMF runs with the
-    schema's ``evaluation.cnmf`` settings, so that the base is the table's cnmf row. A name
+    ``glp-hs`` needs the PSF, ``cnmf`` and ``hysure`` the PSF and the SRF matrix (l, L); they
+    run with the schema's ``evaluation.cnmf`` / ``evaluation.hysure`` settings, so that the base
+    is the table's row. A name
     ``kind+p<N>`` projects the base onto the observations (N CGLS iterations, PSF and SRF);
     ``glp-hs+cnmf@<w>`` is ``(1 - w)`` GLP-HS plus ``w`` CNMF (w = 0.5 when left out), and
     ``glp-hs+cnmf+gsa@<w>,<v>`` adds GSA weighted ``v`` (GLP-HS taking ``1 - w - v``; equal thirds
-    when left out), each part projected first when ``+p<N>`` is given (as ``hsrdiff probe-bases``
+    when left out), ``glp-hs+cnmf+gsa+hysure@<w>,<v>,<u>`` HySure weighted ``u``, each part projected first when ``+p<N>`` is given (as ``hsrdiff probe-bases``
     mixes them). ``known``: fusions of these observations already computed, by kind, (B, L, H, W),
     used instead of computing them again (the workflow's cnmf row, which runs with the same
     settings).
@@ -231,7 +236,7 @@ def fusion_base(name: str, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, psf: PSF 
         base = F.interpolate(lr_hsi, size=tuple(hr_msi.shape[-2:]), mode="bicubic", align_corners=False)
     elif kind == "glp-hs":
         base = glp_hs_batch(lr_hsi, hr_msi, psf)
-    else:  # gsa, cnmf: NumPy, one image at a time
+    else:  # gsa, cnmf, hysure: NumPy, one image at a time
         lr, msi = lr_hsi.detach().double().cpu().numpy(), hr_msi.detach().double().cpu().numpy()
         fused = np.stack([classical(kind, lr[i], msi[i], psf, None if srf is None else np.asarray(srf)).fused
                           for i in range(len(lr))])
@@ -357,19 +362,106 @@ def cnmf(lr_hsi: np.ndarray, hr_msi: np.ndarray, srf: np.ndarray, psf: PSF, n_en
     return FusionResult(np.clip(fused, 0, 1).astype(np.float32), None, time.perf_counter() - t0)
 
 
+def _otf(kernel: np.ndarray, anchor: int, height: int, width: int) -> torch.Tensor:
+    """The 2-D FFT of the circular filter whose output at n is sum_a kernel[a] x[n + anchor + a]."""
+    h = torch.zeros((height, width), dtype=torch.float64)
+    k = torch.as_tensor(np.asarray(kernel, dtype=np.float64))
+    rows = (-anchor - torch.arange(k.shape[0])) % height
+    cols = (-anchor - torch.arange(k.shape[1])) % width
+    h.index_put_((rows[:, None].expand_as(k), cols[None, :].expand_as(k)), k, accumulate=True)
+    return torch.fft.rfft2(h).to(torch.complex64)
+
+
+def hysure(lr_hsi: np.ndarray, hr_msi: np.ndarray, srf: np.ndarray, psf: PSF, subspace: int = 5,
+           lambda_m: float = 10.0, lambda_phi: float = 1e-3, mu: float = 0.05, iterations: int = 200) -> FusionResult:
+    """HySure (Simoes, Bioucas-Dias, Almeida and Chanussot, "A convex formulation for hyperspectral
+    image superresolution via subspace-based regularization", IEEE TGRS 53(6), 2015), with the
+    known ``srf`` and ``psf`` (the paper also estimates them). (L, h, w), (l, H, W) on [0, 1] ->
+    (L, H, W).
+
+    The image is E Z: E (L x ``subspace``) the leading left singular vectors of the LR-HSI, Z
+    found by minimising
+
+        1/2 |lr_hsi - E Z B M|^2 + lambda_m / 2 |hr_msi - srf E Z|^2 + lambda_phi TV(Z),
+
+    B the PSF's blur, M the decimation, TV the vector total variation (the gradients of all of Z's
+    bands under one square root per pixel), by the paper's ADMM (SALSA) splitting: V1 = Z B,
+    V2 = Z, V3 = Z D_h, V4 = Z D_v, step ``mu``. As in the paper B is circular (its FFT diagonalises
+    the Z step): exact for ``block`` PSFs, whose kernel stays within its block, and differing
+    from ``convolve``'s reflect padding only within a kernel of the edges.
+    """
+    t0 = time.perf_counter()
+    _check_pair(lr_hsi, hr_msi, psf.ratio)
+    n_bands, h, w = lr_hsi.shape
+    _, height, width = hr_msi.shape
+    r = psf.ratio
+    y_h = torch.as_tensor(np.asarray(lr_hsi, dtype=np.float64)).reshape(n_bands, -1)
+    y_m = torch.as_tensor(np.asarray(hr_msi, dtype=np.float64)).reshape(hr_msi.shape[0], -1)
+    p = min(subspace, n_bands)
+    e = torch.linalg.svd(y_h, full_matrices=False)[0][:, :p]  # (L, p), orthonormal
+    re = torch.as_tensor(np.asarray(srf, dtype=np.float64)) @ e  # (l, p)
+
+    # The LR pixel (i, j) is the blurred image at (r i, r j) with the blur anchored as spatial_degrade's.
+    anchor = 0 if psf.mode == "block" else (psf.offset or 0) - psf.padding[0]
+    otf_b = _otf(psf.kernel, anchor, height, width)
+    otf_h = _otf(np.array([[1.0, -1.0]]), 0, height, width)
+    otf_v = _otf(np.array([[1.0], [-1.0]]), 0, height, width)
+    denominator = otf_b.abs() ** 2 + 1 + otf_h.abs() ** 2 + otf_v.abs() ** 2
+
+    def filt(z_hat, otf):
+        return torch.fft.irfft2(z_hat * otf, s=(height, width))
+
+    def adjoint_hat(v, otf):
+        return torch.fft.rfft2(v) * otf.conj()
+
+    et_y_h = (e.T @ y_h).float()
+    # V2's step is one linear map per pixel: its inverse once, in float64.
+    v2_inverse = torch.linalg.inv(lambda_m * re.T @ re + mu * torch.eye(p, dtype=torch.float64))
+    v2_const = (v2_inverse @ (lambda_m * (re.T @ y_m))).float().reshape(p, height, width)
+    v2_gain = (mu * v2_inverse).float()
+
+    up = torch.as_tensor(_upsample(lr_hsi, r)).reshape(n_bands, -1)
+    z = (e.T @ up).float().reshape(p, height, width)
+    z_hat = torch.fft.rfft2(z)
+    v = [filt(z_hat, otf_b), z.clone(), filt(z_hat, otf_h), filt(z_hat, otf_v)]
+    d = [torch.zeros_like(z) for _ in range(4)]
+    for _ in range(iterations):
+        z_hat = (adjoint_hat(v[0] + d[0], otf_b) + torch.fft.rfft2(v[1] + d[1]) + adjoint_hat(v[2] + d[2], otf_h)
+                 + adjoint_hat(v[3] + d[3], otf_v)) / denominator
+        z = torch.fft.irfft2(z_hat, s=(height, width))
+        nu = [filt(z_hat, otf_b) - d[0], z - d[1], filt(z_hat, otf_h) - d[2], filt(z_hat, otf_v) - d[3]]
+        # V1: the LR-HSI term where the decimation samples, the blurred Z elsewhere (E is orthonormal).
+        v[0] = nu[0].clone()
+        v[0][:, ::r, ::r] = (et_y_h.reshape(p, h, w) + mu * nu[0][:, ::r, ::r]) / (1 + mu)
+        v[1] = v2_const + torch.einsum("pq,qhw->phw", v2_gain, nu[1])
+        # V3, V4: the vector TV's proximal map, one shrinkage of each pixel's stacked gradients.
+        norm = (nu[2] ** 2 + nu[3] ** 2).sum(0).sqrt()
+        shrink = (norm - lambda_phi / mu).clamp_min(0) / norm.clamp_min(1e-30)
+        v[2], v[3] = nu[2] * shrink, nu[3] * shrink
+        gz = [nu[i] + d[i] for i in range(4)]
+        d = [d[i] - (gz[i] - v[i]) for i in range(4)]
+    fused = (e @ z.double().reshape(p, -1)).reshape(n_bands, height, width)
+    return FusionResult(np.clip(fused.numpy(), 0, 1).astype(np.float32), None, time.perf_counter() - t0)
+
+
 # The detail-injection baselines by their method names (all take lr_hsi, hr_msi, psf).
 HYPERSHARPENING = {"gsa": gsa, "glp-hs": glp_hs}
-CLASSICAL = ("cnmf", *HYPERSHARPENING, "bicubic")
+# The methods with settings of their own (evaluation.<method>), which also need the SRF.
+WITH_SETTINGS = ("cnmf", "hysure")
+CLASSICAL = (*WITH_SETTINGS, *HYPERSHARPENING, "bicubic")
 
 
 def classical(method: str, lr_hsi: np.ndarray, hr_msi: np.ndarray, psf: PSF, srf: np.ndarray,
-              cnmf_settings: dict | None = None) -> FusionResult:
-    """A classical method by its name in ``CLASSICAL``; CNMF with ``evaluation.cnmf``'s settings
-    (the schema's defaults where ``cnmf_settings`` leaves a key out)."""
-    if method == "cnmf":
+              settings: Mapping[str, Mapping[str, Any]] | None = None) -> FusionResult:
+    """A classical method by its name in ``CLASSICAL``. ``settings``: by method name, the
+    settings of those in ``WITH_SETTINGS`` (``evaluation.cnmf``, ``evaluation.hysure``); the
+    schema's defaults where a key is left out."""
+    if method in WITH_SETTINGS:
         from hsrdiff.config import schema_defaults
 
-        c = {**schema_defaults("properties", "evaluation", "properties", "cnmf"), **(cnmf_settings or {})}
+        c = {**schema_defaults("properties", "evaluation", "properties", method), **((settings or {}).get(method) or {})}
+        if method == "hysure":
+            return hysure(lr_hsi, hr_msi, srf, psf, **c)
         return cnmf(lr_hsi, hr_msi, srf, psf, n_endmembers=c["endmembers"], inner_iterations=c["inner_iterations"],
                     outer_iterations=c["outer_iterations"], delta=c["delta"])
     if method in HYPERSHARPENING:

@@ -106,7 +106,7 @@ def _score_classical(method: str, scenes, consistency: Sequence[int], cnmf_setti
     scores: dict[int, list[tuple[float, float, float]]] = {c: [] for c in consistency}
     for obs in scenes:
         t0 = time.perf_counter()
-        fused = classical(method, obs.lr_hsi, obs.hr_msi, obs.need("psf"), obs.need("srf"), cnmf_settings).fused
+        fused = classical(method, obs.lr_hsi, obs.hr_msi, obs.need("psf"), obs.need("srf"), {"cnmf": cnmf_settings or {}}).fused
         seconds = time.perf_counter() - t0
         for c in consistency:
             t1 = time.perf_counter()

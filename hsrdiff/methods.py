@@ -22,7 +22,7 @@ from typing import Any, Mapping
 from hsrdiff import paths
 from hsrdiff.errors import ConfigError
 
-BASELINES = ("cnmf", "gsa", "glp-hs", "bicubic")
+BASELINES = ("cnmf", "hysure", "gsa", "glp-hs", "bicubic")
 MAIN = "hsrdiff"
 
 

@@ -92,14 +92,15 @@ def fuse_with(method: str, lr_hsi: np.ndarray, hr_msi: np.ndarray, psf, srf: np.
               schedule_cfg: Mapping[str, Any] | None = None, sampling_cfg: Mapping[str, Any] | None = None,
               cnmf_settings: Mapping[str, Any] | None = None):
     """One compared method on observations without ground truth: a trained method (``weights``),
-    cnmf (with the given response and blur), gsa, glp-hs or bicubic."""
+    cnmf or hysure (with the given response and blur; hysure with the schema's settings), gsa,
+    glp-hs or bicubic."""
     from hsrdiff.baselines import CLASSICAL, classical
 
     if weights is not None:
         return Fuser(weights, schedule_cfg or {}, sampling_cfg or {})(lr_hsi, hr_msi)
     if method not in CLASSICAL:
         raise DataError(f"method '{method}' is neither trained (no weights given) nor a classical baseline")
-    return classical(method, lr_hsi, hr_msi, psf, srf, cnmf_settings)
+    return classical(method, lr_hsi, hr_msi, psf, srf, {"cnmf": cnmf_settings or {}})
 
 
 def full_resolution(pair, methods, weights: Mapping[str, str | Path], schedule_cfg: Mapping[str, Any],

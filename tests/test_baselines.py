@@ -200,3 +200,82 @@ def test_a_scene_base_takes_the_cnmf_row_as_its_cnmf_part(tmp_path, mixing_scene
         del fh["srf"]
     with pytest.raises(DataError, match="scene_a.h5: model base 'cnmf' needs the observations' PSF"):
         write_scene_base(tmp_path / "scene_a.h5", "cnmf", tmp_path / "cnmf_base.h5")
+
+
+@pytest.mark.parametrize("mode,ratio,size,offset", [("block", 8, 8, None), ("convolve", 4, 8, None),
+                                                    ("convolve", 3, 9, None), ("convolve", 4, 7, 1)])
+def test_hysure_blur_is_the_degradation_made_circular(mode, ratio, size, offset):
+    """HySure's FFT blur, sampled at (ratio i, ratio j), is spatial_degrade: everywhere for a block
+    PSF, away from the reflect-padded edges for a convolved one."""
+    import torch
+
+    from hsrdiff.baselines import _otf
+    from hsrdiff.degradation import PSF, gaussian_kernel
+
+    psf = PSF(gaussian_kernel(size, 1.5), ratio, mode, offset)
+    image = np.random.default_rng(0).random((2, 48, 48))
+    anchor = 0 if mode == "block" else (offset or 0) - psf.padding[0]
+    blurred = torch.fft.irfft2(torch.fft.rfft2(torch.as_tensor(image)) * _otf(psf.kernel, anchor, 48, 48).to(torch.complex128),
+                               s=(48, 48)).numpy()[:, ::ratio, ::ratio]
+    expected = np.asarray(spatial_degrade(image, psf))
+    m = psf.margin
+    inner = (slice(None), slice(m, blurred.shape[1] - m), slice(m, blurred.shape[2] - m))
+    np.testing.assert_allclose(blurred[inner], expected[inner], atol=1e-12)
+    if mode == "block":
+        assert m == 0
+
+
+def test_hysure_recovers_a_scene_its_msi_determines():
+    """Three endmembers seen by three MSI bands: in the LR-HSI's 3-D subspace the MSI fixes every
+    pixel, so without the TV HySure returns the scene itself."""
+    from hsrdiff.baselines import hysure
+
+    rng = np.random.default_rng(0)
+    wl = np.linspace(0, 1, 16)
+    endmembers = np.stack([0.2 + 0.6 * np.exp(-0.5 * ((wl - c) / 0.2) ** 2) for c in (0.1, 0.5, 0.9)], axis=1)
+    abundances = rng.dirichlet(np.ones(3), size=(32, 32)).transpose(2, 0, 1)
+    gt = np.einsum("bk,khw->bhw", endmembers, abundances).astype(np.float32)
+    srf = np.stack([np.exp(-0.5 * ((wl - c) / 0.15) ** 2) for c in (0.1, 0.5, 0.9)])
+    srf /= srf.sum(1, keepdims=True)
+    psf = make_psf({"mode": "block"}, 4)
+    lr, msi = spatial_degrade(gt, psf), spectral_degrade(gt, srf)
+    fused = hysure(lr, msi, srf, psf, subspace=3, lambda_phi=0.0, iterations=300).fused
+    assert psnr(fused, gt) > 60, psnr(fused, gt)
+
+
+def test_hysure_beats_bicubic_and_fits_the_observations(mixing_scene):
+    from hsrdiff.baselines import classical
+
+    gt, lr, msi, srf, psf, _ = mixing_scene
+    result = classical("hysure", lr, msi, psf, srf, {"hysure": {"subspace": 4, "iterations": 100}})
+    assert result.fused.shape == gt.shape and result.fused.dtype == np.float32 and result.std is None
+    floor = bicubic(lr, 4).fused
+    assert psnr(result.fused, gt) > psnr(floor, gt) + 5, (psnr(result.fused, gt), psnr(floor, gt))
+    assert sam(result.fused, gt) < sam(floor, gt)
+    # both observations reproduced to within a small fraction of their own level
+    assert np.abs(spatial_degrade(result.fused, psf) - lr).mean() < 0.01 * lr.mean()
+    assert np.abs(spectral_degrade(result.fused, srf) - msi).mean() < 0.01 * msi.mean()
+    with pytest.raises(TypeError):
+        classical("hysure", lr, msi, psf, srf, {"hysure": {"endmembers": 4}})
+
+
+def test_a_four_part_mean_base_weighs_hysure_too(mixing_scene):
+    """glp-hs+cnmf+gsa+hysure: HySure as a fourth part (base_weight [CNMF's, GSA's, HySure's]); it
+    needs the SRF, and the mean is the weighted sum of the projected parts."""
+    import torch
+
+    from hsrdiff.baselines import base_name, base_operators, classical, fusion_base, parse_base_name
+
+    _, lr, msi, srf, psf, _ = mixing_scene
+    lr_t, msi_t = torch.from_numpy(lr)[None], torch.from_numpy(msi)[None]
+    name = base_name("glp-hs+cnmf+gsa+hysure", 10, [0.4, 0.1, 0.2])
+    assert name == "glp-hs+cnmf+gsa+hysure@0.4,0.1,0.2+p10"
+    assert parse_base_name(name).weights == pytest.approx((0.3, 0.4, 0.1, 0.2))
+    assert base_operators("hysure") == (True, True)
+    with pytest.raises(ValueError, match="needs the observations' SRF"):
+        fusion_base("hysure", lr_t, msi_t, psf)
+    hysure = fusion_base("hysure", lr_t, msi_t, psf, srf)
+    torch.testing.assert_close(hysure[0], torch.from_numpy(classical("hysure", lr, msi, psf, srf).fused).to(hysure.dtype))
+    parts = [fusion_base(part + "+p10", lr_t, msi_t, psf, srf) for part in ("glp-hs", "cnmf", "gsa", "hysure")]
+    mix = fusion_base(name, lr_t, msi_t, psf, srf)
+    assert torch.allclose(mix, sum(w * p for w, p in zip((0.3, 0.4, 0.1, 0.2), parts)), atol=1e-6)

@@ -242,7 +242,7 @@ LATE_FAILURES = {
         {"name": "s1", "patch_size": 32, "batch_size": 4, "iterations": 10, "learning_rate": 1e-3, "trainable": "all"},
         {"name": "s1", "patch_size": 64, "batch_size": 4, "iterations": 10, "learning_rate": 1e-3, "trainable": "all"}]}},
         "repeat the name\\(s\\) s1"),
-    "unknown method": ({"evaluation": {"methods": ["hsrdiff", "hysure"]}}, "lists 'hysure', which is neither"),
+    "unknown method": ({"evaluation": {"methods": ["hsrdiff", "sfim"]}}, "lists 'sfim', which is neither"),
 }
 
 

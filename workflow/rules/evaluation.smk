@@ -53,6 +53,7 @@ rule cnmf:
     output:
         fused=paths.fill(paths.FUSED, method="cnmf"),
     params:
+        method="cnmf",
         settings=config["evaluation"]["cnmf"],
     conda:
         "../envs/hsrdiff.yaml"
@@ -64,7 +65,28 @@ rule cnmf:
         mem_mb=16000,
         runtime="2h",
     script:
-        "../scripts/cnmf.py"
+        "../scripts/classical.py"
+
+
+rule hysure:
+    input:
+        observations=paths.DEGRADED,
+    output:
+        fused=paths.fill(paths.FUSED, method="hysure"),
+    params:
+        method="hysure",
+        settings=config["evaluation"]["hysure"],
+    conda:
+        "../envs/hsrdiff.yaml"
+    log:
+        "logs/hysure/{dataset}/{scene}.log",
+    benchmark:
+        "benchmarks/hysure/{dataset}/{scene}.tsv"
+    resources:
+        mem_mb=8000,
+        runtime="1h",
+    script:
+        "../scripts/classical.py"
 
 
 rule hypersharpen:
