@@ -316,7 +316,7 @@ def test_the_cave_benchmark_plans_the_whole_protocol(tmp_path, default_config):
     result = run_snakemake(tmp_path / "run", config, "-n", "--cores", "2")
     assert result.returncode == 0, result.stderr[-2000:]
     assert _job_counts(result) == {"prepare": 32, "degrade": 32, "base": 32, "patches": 1, "train_stage1": 2, "sample": 24, "cnmf": 12,
-                                   "hypersharpen": 24, "bicubic": 12, "evaluate": 72, "aggregate": 1, "figures": 12, "all": 1}
+                                   "hysure": 12, "hypersharpen": 24, "bicubic": 12, "evaluate": 84, "aggregate": 1, "figures": 12, "all": 1}
 
 
 @pytest.mark.parametrize("change,expected", [
