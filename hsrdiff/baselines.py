@@ -133,7 +133,8 @@ BASES = ("bicubic", "glp-hs", "gsa", "cnmf", "hysure", "glp-hs+cnmf", "glp-hs+cn
 # errors lie in the observations' null space and are far from equal, so a mix beats the best of
 # them on most scenes (docs/performance.md, "The networks' base chosen on CAVE's training
 # scenes"). The weights are chosen on training scenes with `hsrdiff probe-bases`: on CAVE, CNMF
-# 0.5 and GSA 0.2 (GLP-HS 0.3); on the demo, where GSA adds nothing, CNMF 0.75 of two parts.
+# 0.4, GSA 0.16 and HySure 0.2 (GLP-HS 0.24); on the demo, where GSA adds nothing, CNMF 0.75 of
+# two parts.
 MEAN_BASES = {"glp-hs+cnmf": ("glp-hs", "cnmf"), "glp-hs+cnmf+gsa": ("glp-hs", "cnmf", "gsa"),
               "glp-hs+cnmf+gsa+hysure": ("glp-hs", "cnmf", "gsa", "hysure")}
 
@@ -213,9 +214,9 @@ def fusion_base(name: str, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, psf: PSF 
     ``glp-hs+cnmf@<w>`` is ``(1 - w)`` GLP-HS plus ``w`` CNMF (w = 0.5 when left out), and
     ``glp-hs+cnmf+gsa@<w>,<v>`` adds GSA weighted ``v`` (GLP-HS taking ``1 - w - v``; equal thirds
     when left out), ``glp-hs+cnmf+gsa+hysure@<w>,<v>,<u>`` HySure weighted ``u``, each part projected first when ``+p<N>`` is given (as ``hsrdiff probe-bases``
-    mixes them). ``known``: fusions of these observations already computed, by kind, (B, L, H, W),
-    used instead of computing them again (the workflow's cnmf row, which runs with the same
-    settings).
+    mixes them). ``known``: fusions of these observations already computed, by kind (the
+    workflow's cnmf row, which runs with the same settings) or projected, by name
+    (``cnmf+p20``), (B, L, H, W), used instead of computing them again.
     """
     kind, consistency, weights = parse_base_name(name)
     needs_psf, needs_srf = base_operators(name)
@@ -227,11 +228,17 @@ def fusion_base(name: str, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, psf: PSF 
         suffix = f"+p{consistency}" if consistency else ""
         return sum(w * fusion_base(part + suffix, lr_hsi, hr_msi, psf, srf, known)
                    for part, w in zip(MEAN_BASES[kind], weights))
-    if known and kind in known:
-        base = known[kind].to(device=lr_hsi.device, dtype=lr_hsi.dtype)
-        if base.shape != (lr_hsi.shape[0], lr_hsi.shape[1], *hr_msi.shape[-2:]):
-            raise ValueError(f"the given {kind} fusion has shape {tuple(base.shape)}, expected "
+    def given(key: str) -> torch.Tensor:
+        image = known[key].to(device=lr_hsi.device, dtype=lr_hsi.dtype)
+        if image.shape != (lr_hsi.shape[0], lr_hsi.shape[1], *hr_msi.shape[-2:]):
+            raise ValueError(f"the given {key} fusion has shape {tuple(image.shape)}, expected "
                              f"{(lr_hsi.shape[0], lr_hsi.shape[1], *hr_msi.shape[-2:])}")
+        return image
+
+    if known and consistency and name in known:  # already projected
+        return given(name)
+    if known and kind in known:
+        base = given(kind)
     elif kind == "bicubic":
         base = F.interpolate(lr_hsi, size=tuple(hr_msi.shape[-2:]), mode="bicubic", align_corners=False)
     elif kind == "glp-hs":
@@ -249,27 +256,28 @@ def fusion_base(name: str, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, psf: PSF 
     return base
 
 
-def write_scene_base(observations: str | Path, name: str, out: str | Path, cnmf_file: str | Path | None = None,
+def write_scene_base(observations: str | Path, name: str, out: str | Path,
+                     row_files: Mapping[str, str | Path] | None = None,
                      provenance: Mapping[str, Any] | None = None) -> np.ndarray:
     """The base ``name`` of one scene's observation file, written to ``out`` (the workflow's
     ``base`` rule: once per scene, for every patch file and network that adds to it).
-    ``cnmf_file``: the scene's CNMF fusion already written (the cnmf row), used as the CNMF part."""
+    ``row_files``: the scene's fusions already written by the table's rows (``{"cnmf": path,
+    "hysure": path}``, run with the settings the base uses), each used as that part."""
     from hsrdiff.files import read_fused, read_observations, write_base
 
     obs = read_observations(observations)
-    known = None
-    if cnmf_file is not None:
-        known = {"cnmf": torch.from_numpy(read_fused(cnmf_file).result.fused)[None]}
+    rows = {kind: str(path) for kind, path in (row_files or {}).items()}
+    known = {kind: torch.from_numpy(read_fused(path).result.fused)[None] for kind, path in rows.items()}
     lr_hsi, hr_msi = torch.from_numpy(obs.lr_hsi)[None], torch.from_numpy(obs.hr_msi)[None]
     t0 = time.perf_counter()
     try:
         base = fusion_base(name, lr_hsi, hr_msi, obs.psf, obs.srf, known)[0].numpy()
-    except ValueError as err:  # an operator the file lacks, a CNMF file of another shape
-        raise DataError(f"{observations}: {err}" + (f" ({cnmf_file})" if cnmf_file else "")) from None
+    except ValueError as err:  # an operator the file lacks, a row's file of another shape
+        raise DataError(f"{observations}: {err}" + (f" ({', '.join(rows.values())})" if rows else "")) from None
     # the scene is the observation file's stem, as extract_patches matches a base to its scene
     write_base(out, base, name, Path(observations).stem, {
-        "observations": str(observations), "cnmf_file": str(cnmf_file or ""), "seconds": time.perf_counter() - t0,
-        **(provenance or {})})
+        "observations": str(observations), **{f"{kind}_file": path for kind, path in rows.items()},
+        "seconds": time.perf_counter() - t0, **(provenance or {})})
     return base
 
 

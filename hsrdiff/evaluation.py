@@ -106,10 +106,8 @@ def score_bases(degraded_paths: Sequence[str | Path], bases: Sequence[str] = ("g
                  and parts == (specs[0].kind, specs[1].kind) and specs[0].consistency == specs[1].consistency), None)
 
     # Each fusion and each projection of it once, however many bases mix it (CNMF and the
-    # projections take most of the time); a mean base is its parts' weighted sum, as fusion_base.
-    parts_of = [MEAN_BASES.get(spec.kind, (spec.kind,)) for spec in specs]
-    weights_of = [spec.weights or (1.0,) for spec in specs]
-    projected_parts = sorted({(part, spec.consistency) for spec, parts in zip(specs, parts_of) for part in parts})
+    # projections take most of the time): fusion_base takes them as known.
+    projected_parts = sorted({(part, spec.consistency) for spec in specs for part in MEAN_BASES.get(spec.kind, (spec.kind,))})
 
     def mix_name(w: float) -> str:
         return base_name(mean, specs[0].consistency, w) if mean and 0 <= w <= 1 else f"mix w={w:g}"
@@ -121,10 +119,9 @@ def score_bases(degraded_paths: Sequence[str | Path], bases: Sequence[str] = ("g
         lr_hsi, hr_msi = torch.from_numpy(obs.lr_hsi)[None], torch.from_numpy(obs.hr_msi)[None]
         try:
             known = {kind: fusion_base(kind, lr_hsi, hr_msi, obs.psf, obs.srf) for kind in {k for k, _ in projected_parts}}
-            part_images = {(kind, n): fusion_base(base_name(kind, n), lr_hsi, hr_msi, obs.psf, obs.srf, known)[0].numpy()
-                           for kind, n in projected_parts}
-            images = {name: sum(w * part_images[(part, spec.consistency)] for part, w in zip(parts, weights))
-                      for name, spec, parts, weights in zip(bases, specs, parts_of, weights_of)}
+            known.update({base_name(kind, n): fusion_base(base_name(kind, n), lr_hsi, hr_msi, obs.psf, obs.srf, known)
+                          for kind, n in projected_parts if n})
+            images = {name: fusion_base(name, lr_hsi, hr_msi, obs.psf, obs.srf, known)[0].numpy() for name in bases}
         except ValueError as err:
             raise DataError(f"{path}: {err}") from None
         for w in weights:

@@ -189,7 +189,7 @@ def test_a_scene_base_takes_the_cnmf_row_as_its_cnmf_part(tmp_path, mixing_scene
     write_observations(tmp_path / "scene_a.h5", gt, lr, msi, psf, srf, np.arange(gt.shape[0], dtype=float), "", {})
     row = np.clip(gt + 0.01, 0, 1).astype(np.float32)  # a stand-in for the cnmf row, distinguishable from CNMF
     write_fused(tmp_path / "cnmf.h5", FusionResult(row, None, 0.0), None, {"method": "cnmf"})
-    base = write_scene_base(tmp_path / "scene_a.h5", "glp-hs+cnmf@0.75+p5", tmp_path / "base.h5", cnmf_file=tmp_path / "cnmf.h5")
+    base = write_scene_base(tmp_path / "scene_a.h5", "glp-hs+cnmf@0.75+p5", tmp_path / "base.h5", {"cnmf": tmp_path / "cnmf.h5"})
     held = read_base(tmp_path / "base.h5", "glp-hs+cnmf@0.75+p5")
     assert held.scene == "scene_a" and np.array_equal(held.base, base)
     lr_t, msi_t = torch.from_numpy(lr)[None], torch.from_numpy(msi)[None]

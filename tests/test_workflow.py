@@ -55,7 +55,8 @@ def test_dry_run_of_the_default_config(tmp_path, default_config):
     out = result.stdout + result.stderr
     for rule, count in (("generate_demo", 1), ("prepare", 20), ("degrade", 20), ("patches", 3),
                         ("train_stage1", 2), ("train_stage2", 2), ("train_stage3", 2), ("sample", 8),
-                        ("cnmf", 4), ("hypersharpen", 8), ("bicubic", 4), ("evaluate", 24), ("aggregate", 1), ("figures", 4)):
+                        ("cnmf", 4), ("hysure", 4), ("hypersharpen", 8), ("bicubic", 4), ("evaluate", 28), ("aggregate", 1),
+                        ("figures", 4)):
         assert any(line.split()[:2] == [rule, str(count)] for line in out.splitlines()), (rule, out[-2000:])
 
 
@@ -65,7 +66,7 @@ def test_validation_scenes_are_scored_apart_and_never_cut_into_patches(tmp_path,
     result = run_snakemake(tmp_path, config, "-n", "--cores", "2")
     assert result.returncode == 0, result.stderr
     out = result.stdout + result.stderr
-    for rule, count in (("prepare", 20), ("degrade", 20), ("patches", 3), ("sample", 12), ("evaluate", 36),
+    for rule, count in (("prepare", 20), ("degrade", 20), ("patches", 3), ("sample", 12), ("evaluate", 42),
                         ("aggregate", 1), ("aggregate_validation", 1), ("figures", 4)):
         assert any(line.split()[:2] == [rule, str(count)] for line in out.splitlines()), (rule, out[-2000:])
     patch_jobs = out.split("rule patches:")[1:]
@@ -130,10 +131,11 @@ def test_data_and_training_stages_run_on_a_small_demo(tmp_path, default_config):
 
     # Evaluation: every method on every test scene, one table.
     metrics = pd.read_csv(tmp_path / "results" / "demo" / "metrics.csv")
-    assert sorted(metrics["method"].unique()) == ["bicubic", "cnmf", "glp-hs", "gsa", "hsrdiff", "regression"] and len(metrics) == 12
+    assert sorted(metrics["method"].unique()) == ["bicubic", "cnmf", "glp-hs", "gsa", "hsrdiff", "hysure", "regression"]
+    assert len(metrics) == 14
     assert metrics["psnr"].between(15, 80).all() and metrics["sam"].ge(0).all()
     summary = (tmp_path / "results" / "demo" / "summary.md").read_text()
-    assert all(f"| {m} |" in summary for m in ("hsrdiff", "regression", "cnmf", "gsa", "glp-hs", "bicubic"))
+    assert all(f"| {m} |" in summary for m in ("hsrdiff", "regression", "cnmf", "hysure", "gsa", "glp-hs", "bicubic"))
     validation = pd.read_csv(tmp_path / "results" / "demo" / "validation" / "metrics.csv")
     assert sorted(validation["method"].unique()) == sorted(metrics["method"].unique()) and set(validation["scene"]) == {"train_03"}
     assert "1 validation scenes" in (tmp_path / "results" / "demo" / "validation" / "summary.md").read_text()
@@ -203,7 +205,7 @@ def test_data_and_training_stages_run_on_a_small_demo(tmp_path, default_config):
     config["datasets"]["demo"]["psf"] = {"mode": "convolve", "sigma": 1.5}
     result = run_snakemake(tmp_path, config, "-n", "--cores", "2")
     assert _job_counts(result) == {"degrade": 6, "base": 6, "patches": 3, "train_s1": 2, "train_s2": 2, "train_s3": 2, "sample": 6,
-                                   "cnmf": 3, "hypersharpen": 6, "bicubic": 3, "evaluate": 18, "aggregate": 1,
+                                   "cnmf": 3, "hysure": 3, "hypersharpen": 6, "bicubic": 3, "evaluate": 21, "aggregate": 1,
                                    "aggregate_validation": 1, "figures": 2, "all": 1}
     # A reader setting (the scale) starts from prepare; the generated raw data stay.
     config = small_demo_config(default_config)
@@ -317,6 +319,12 @@ def test_the_cave_benchmark_plans_the_whole_protocol(tmp_path, default_config):
     assert result.returncode == 0, result.stderr[-2000:]
     assert _job_counts(result) == {"prepare": 32, "degrade": 32, "base": 32, "patches": 1, "train_stage1": 2, "sample": 24, "cnmf": 12,
                                    "hysure": 12, "hypersharpen": 24, "bicubic": 12, "evaluate": 84, "aggregate": 1, "figures": 12, "all": 1}
+    # a test scene's base takes its CNMF and HySure parts from those rows; a training scene's computes them
+    base_jobs = {job.split("output: ")[1].split()[0]: job.split("output: ")[0] for job in result.stdout.split("rule base:")[1:]}
+    test_base = next(inputs for out, inputs in base_jobs.items() if out.endswith("/balloons.h5"))
+    assert "results/cave/fused/cnmf/balloons.h5" in test_base and "results/cave/fused/hysure/balloons.h5" in test_base
+    train_base = next(inputs for out, inputs in base_jobs.items() if out.endswith("/beads.h5"))
+    assert "results/cave/fused" not in train_base
 
 
 @pytest.mark.parametrize("change,expected", [

@@ -58,7 +58,8 @@ class ModelConfig:
     # CGLS iterations projecting the base onto the observations before the network sees it (0: off).
     base_consistency: int = 0
     # Mean bases only (hsrdiff.baselines.MEAN_BASES): the weights of the parts after the first
-    # (glp-hs+cnmf: CNMF's; glp-hs+cnmf+gsa: [CNMF's, GSA's]), the first taking the rest; None: equal.
+    # (glp-hs+cnmf: CNMF's; glp-hs+cnmf+gsa: [CNMF's, GSA's]; glp-hs+cnmf+gsa+hysure: [CNMF's, GSA's,
+    # HySure's]), the first taking the rest; None: equal.
     base_weight: float | list[float] | None = None
     # What the diffusion noises: the image x0 ("image", SR3's and the paper's) or the scaled
     # residual (x0 - base) / residual_scale ("residual", ours, as SRDiff), on the [-1, 1] scale.

@@ -9,6 +9,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from hsrdiff import paths
+from hsrdiff.baselines import MEAN_BASES, WITH_SETTINGS, parse_base_name
 from hsrdiff.config import check_consistency, check_renamed_keys, schema_defaults
 from hsrdiff.data.registry import DatasetSpec
 from hsrdiff.methods import method_settings, method_stages, model_base_name, patch_options, stage_plan, trained_methods
@@ -34,12 +35,12 @@ PATCH_SIZES = sorted(
 PLANS = {(spec.name, method): {p.name: p for p in stage_plan(config, spec.name, spec.ratio, method)}
          for spec in SPECS.values() for method in TRAINED}
 # The networks' bases by name, each computed once per scene (rule base) for the patch files and the
-# sample jobs; the cnmf row's output is the CNMF part of a scene it scores, when it runs with the
-# settings the network's CNMF uses (the schema's evaluation.cnmf).
+# sample jobs; the cnmf and hysure rows' outputs are those parts of a scene they score, when they
+# run with the settings the network's base uses (the schema's evaluation.cnmf and .hysure).
 NETWORK_BASES = patch_options(config)["bases"]
 BASE_OF = {method: model_base_name(method_settings(config, method)["model"]) for method in TRAINED}
-CNMF_ROW_IS_BASE = ("cnmf" in config["evaluation"]["methods"]
-                    and config["evaluation"]["cnmf"] == schema_defaults("properties", "evaluation", "properties", "cnmf"))
+ROWS_AS_BASE_PARTS = [method for method in WITH_SETTINGS if method in config["evaluation"]["methods"]
+                      and config["evaluation"][method] == schema_defaults("properties", "evaluation", "properties", method)]
 
 
 wildcard_constraints:
@@ -73,12 +74,14 @@ def train_bases(wildcards):
 
 
 def base_inputs(wildcards):
-    """The observations, and the cnmf row's output for a scored scene whose base has a CNMF part."""
+    """The observations, and for a scored scene the cnmf and hysure rows' outputs that are parts of its base."""
     spec = spec_of(wildcards)
     found = {"observations": str(spec.degraded_path(wildcards.scene))}
-    scored = wildcards.scene in (*spec.test_scenes, *spec.validation_scenes)
-    if CNMF_ROW_IS_BASE and scored and "cnmf" in wildcards.base:
-        found["cnmf"] = paths.fill(paths.FUSED, dataset=spec.name, method="cnmf", scene=wildcards.scene)
+    if wildcards.scene in (*spec.test_scenes, *spec.validation_scenes):
+        kind = parse_base_name(wildcards.base).kind
+        for method in ROWS_AS_BASE_PARTS:
+            if method in MEAN_BASES.get(kind, (kind,)):
+                found[method] = paths.fill(paths.FUSED, dataset=spec.name, method=method, scene=wildcards.scene)
     return found
 
 
