@@ -207,16 +207,16 @@ def fusion_base(name: str, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, psf: PSF 
     One function for every place that needs it: the workflow's base files (each scene's once,
     which the patch files and the sample jobs read), the patch files and fusion when they are not
     given one (``hsrdiff fuse``: on the whole image), the network's ``base`` method.
-    ``glp-hs`` needs the PSF, ``cnmf`` and ``hysure`` the PSF and the SRF matrix (l, L); they
-    run with the schema's ``evaluation.cnmf`` / ``evaluation.hysure`` settings, so that the base
-    is the table's row. A name
-    ``kind+p<N>`` projects the base onto the observations (N CGLS iterations, PSF and SRF);
-    ``glp-hs+cnmf@<w>`` is ``(1 - w)`` GLP-HS plus ``w`` CNMF (w = 0.5 when left out), and
-    ``glp-hs+cnmf+gsa@<w>,<v>`` adds GSA weighted ``v`` (GLP-HS taking ``1 - w - v``; equal thirds
-    when left out), ``glp-hs+cnmf+gsa+hysure@<w>,<v>,<u>`` HySure weighted ``u``, each part projected first when ``+p<N>`` is given (as ``hsrdiff probe-bases``
-    mixes them). ``known``: fusions of these observations already computed, by kind (the
-    workflow's cnmf row, which runs with the same settings) or projected, by name
-    (``cnmf+p20``), (B, L, H, W), used instead of computing them again.
+    ``glp-hs`` needs the PSF, ``cnmf`` and ``hysure`` the PSF and the SRF matrix (l, L); they run
+    with the schema's ``evaluation.cnmf`` / ``evaluation.hysure`` settings, so that the base is the
+    table's row. A name ``kind+p<N>`` projects the base onto the observations (N CGLS iterations,
+    PSF and SRF); ``glp-hs+cnmf@<w>`` is ``(1 - w)`` GLP-HS plus ``w`` CNMF (w = 0.5 when left out),
+    and ``glp-hs+cnmf+gsa@<w>,<v>`` adds GSA weighted ``v`` (GLP-HS taking ``1 - w - v``; equal
+    thirds when left out), ``glp-hs+cnmf+gsa+hysure@<w>,<v>,<u>`` HySure weighted ``u``, each part
+    projected first when ``+p<N>`` is given (as ``hsrdiff probe-bases`` mixes them). ``known``:
+    fusions of these observations already computed, by kind (the workflow's cnmf row, which runs
+    with the same settings) or projected, by name (``cnmf+p20``), (B, L, H, W), used instead of
+    computing them again.
     """
     kind, consistency, weights = parse_base_name(name)
     needs_psf, needs_srf = base_operators(name)
@@ -437,7 +437,8 @@ def hysure(lr_hsi: np.ndarray, hr_msi: np.ndarray, srf: np.ndarray, psf: PSF, su
         z_hat = (adjoint_hat(v[0] + d[0], otf_b) + torch.fft.rfft2(v[1] + d[1]) + adjoint_hat(v[2] + d[2], otf_h)
                  + adjoint_hat(v[3] + d[3], otf_v)) / denominator
         z = torch.fft.irfft2(z_hat, s=(height, width))
-        nu = [filt(z_hat, otf_b) - d[0], z - d[1], filt(z_hat, otf_h) - d[2], filt(z_hat, otf_v) - d[3]]
+        gz = [filt(z_hat, otf_b), z, filt(z_hat, otf_h), filt(z_hat, otf_v)]
+        nu = [g - di for g, di in zip(gz, d)]
         # V1: the LR-HSI term where the decimation samples, the blurred Z elsewhere (E is orthonormal).
         v[0] = nu[0].clone()
         v[0][:, ::r, ::r] = (et_y_h.reshape(p, h, w) + mu * nu[0][:, ::r, ::r]) / (1 + mu)
@@ -446,8 +447,7 @@ def hysure(lr_hsi: np.ndarray, hr_msi: np.ndarray, srf: np.ndarray, psf: PSF, su
         norm = (nu[2] ** 2 + nu[3] ** 2).sum(0).sqrt()
         shrink = (norm - lambda_phi / mu).clamp_min(0) / norm.clamp_min(1e-30)
         v[2], v[3] = nu[2] * shrink, nu[3] * shrink
-        gz = [nu[i] + d[i] for i in range(4)]
-        d = [d[i] - (gz[i] - v[i]) for i in range(4)]
+        d = [di - (g - vi) for di, g, vi in zip(d, gz, v)]
     fused = (e @ z.double().reshape(p, -1)).reshape(n_bands, height, width)
     return FusionResult(np.clip(fused.numpy(), 0, 1).astype(np.float32), None, time.perf_counter() - t0)
 
