@@ -402,6 +402,8 @@ def hysure(lr_hsi: np.ndarray, hr_msi: np.ndarray, srf: np.ndarray, psf: PSF, su
     _check_pair(lr_hsi, hr_msi, psf.ratio)
     n_bands, h, w = lr_hsi.shape
     _, height, width = hr_msi.shape
+    if np.shape(srf) != (hr_msi.shape[0], n_bands):
+        raise ValueError(f"srf has shape {np.shape(srf)}, expected (MSI bands {hr_msi.shape[0]}, HSI bands {n_bands})")
     r = psf.ratio
     y_h = torch.as_tensor(np.asarray(lr_hsi, dtype=np.float64)).reshape(n_bands, -1)
     y_m = torch.as_tensor(np.asarray(hr_msi, dtype=np.float64)).reshape(hr_msi.shape[0], -1)

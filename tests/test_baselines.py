@@ -257,6 +257,8 @@ def test_hysure_beats_bicubic_and_fits_the_observations(mixing_scene):
     assert np.abs(spectral_degrade(result.fused, srf) - msi).mean() < 0.01 * msi.mean()
     with pytest.raises(TypeError):
         classical("hysure", lr, msi, psf, srf, {"hysure": {"endmembers": 4}})
+    with pytest.raises(ValueError, match=r"srf has shape \(3, 23\), expected \(MSI bands 3, HSI bands 24\)"):
+        classical("hysure", lr, msi, psf, srf[:, 1:])
 
 
 def test_a_four_part_mean_base_weighs_hysure_too(mixing_scene):
