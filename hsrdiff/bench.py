@@ -28,25 +28,28 @@ class BenchRow:
     step_ms: float
     peak_mem_mib: float
     params_m: float
+    checkpointed: bool = False
 
     def markdown(self) -> str:
-        return (f"| {self.device} | {self.channels} | {self.patch} | {self.batch} | {self.patches_per_s:.1f} | "
-                f"{self.step_ms:.0f} | {self.peak_mem_mib:.0f} | {self.params_m:.2f} |")
+        return (f"| {self.device} | {self.channels} | {self.patch} | {self.batch} | {'yes' if self.checkpointed else 'no'} | "
+                f"{self.patches_per_s:.1f} | {self.step_ms:.0f} | {self.peak_mem_mib:.0f} | {self.params_m:.2f} |")
 
 
-HEADER = ("| device | channels | patch | batch | patches/s | ms/step | peak memory (MiB) | params (M) |\n"
-          "|---|---|---|---|---|---|---|---|")
+HEADER = ("| device | channels | patch | batch | activation checkpointing | patches/s | ms/step | peak memory (MiB) | params (M) |\n"
+          "|---|---|---|---|---|---|---|---|---|")
 
 
 def bench_one(channels: int, patch: int, batch: int, device: torch.device, steps: int = 3, warmup: int = 1,
-              hsi_bands: int = 31, msi_bands: int = 3, ratio: int = 4, depth: int = 4, heads: int = 2, window: int = 8) -> BenchRow:
+              hsi_bands: int = 31, msi_bands: int = 3, ratio: int = 4, depth: int = 4, heads: int = 2, window: int = 8,
+              activation_checkpointing: bool = False) -> BenchRow:
     """Time :func:`hsrdiff.training.trainer.train_step`, the trainer's own step, with the
-    schema's default training settings."""
+    schema's default training settings (``activation_checkpointing`` as the trainer sets it)."""
     settings = TrainingSettings.from_dict({})
     stage = Stage.from_dict({"name": "bench", "patch_size": patch, "batch_size": batch})
     parts = build(ModelConfig(hsi_bands, msi_bands, channels=channels, depth=depth, heads=heads, window=window), stage,
                   settings, None)
     parts.model.to(device).train()
+    parts.model.activation_checkpointing = activation_checkpointing
     psf = make_psf({}, ratio)
     srf = torch.softmax(torch.randn(msi_bands, hsi_bands), 1).to(device)
     data = {"gt": torch.rand(batch, hsi_bands, patch, patch, device=device),
@@ -76,22 +79,24 @@ def bench_one(channels: int, patch: int, batch: int, device: torch.device, steps
     dt = (time.perf_counter() - t0) / steps
     params = sum(p.numel() for p in parts.model.parameters()) / 1e6
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    return BenchRow(name, channels, patch, batch, batch / dt, dt * 1000, peak, params)
+    return BenchRow(name, channels, patch, batch, batch / dt, dt * 1000, peak, params, activation_checkpointing)
 
 
-def run(widths, sizes, batch, steps, device) -> list[BenchRow]:
+def run(widths, sizes, batch, steps, device, activation_checkpointing: bool = False) -> list[BenchRow]:
     rows = []
     print(HEADER, flush=True)
     for channels in widths:
         for patch in sizes:
             try:
-                row = bench_one(channels, patch, batch, device, steps=steps, heads=max(2, channels // 32))
+                row = bench_one(channels, patch, batch, device, steps=steps, heads=max(2, channels // 32),
+                                activation_checkpointing=activation_checkpointing)
             except torch.OutOfMemoryError:
                 # A size that does not fit is a figure too (the largest trainable patch); the
                 # smaller widths and sizes of the table are still worth measuring.
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
-                print(f"| {device} | {channels} | {patch} | {batch} | out of memory | | | |", flush=True)
+                print(f"| {device} | {channels} | {patch} | {batch} | {'yes' if activation_checkpointing else 'no'} "
+                      f"| out of memory | | | |", flush=True)
                 continue
             rows.append(row)
             print(row.markdown(), flush=True)

@@ -198,7 +198,7 @@ def cmd_bench_train(args) -> int:
     from hsrdiff.sampling import resolve_device
 
     device = resolve_device(args.device)
-    run(args.widths, args.sizes, args.batch, args.steps, device)
+    run(args.widths, args.sizes, args.batch, args.steps, device, args.activation_checkpointing)
     return 0
 
 
@@ -359,6 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=_count(1), default=4)
     p.add_argument("--steps", type=_count(1), default=3, help="timed steps after one warm-up step")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--activation-checkpointing", action="store_true",
+                   help="recompute activations in the backward pass, as training.activation_checkpointing does")
     p.set_defaults(func=cmd_bench_train)
 
     p = sub.add_parser("bench-sampling", help="PSNR, SAM, network evaluations and seconds per sampler and step count")

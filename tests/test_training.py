@@ -315,8 +315,28 @@ def test_bench_train_reports_a_size_that_does_not_fit_and_goes_on(monkeypatch, c
     monkeypatch.setattr(bench, "bench_one", bench_one)
     rows = bench.run([8], [16, 8], 1, 1, torch.device("cpu"))
     out = capsys.readouterr().out
-    assert "| cpu | 8 | 16 | 1 | out of memory |" in out
+    assert "| cpu | 8 | 16 | 1 | no | out of memory |" in out
     assert [(r.channels, r.patch) for r in rows] == [(8, 8)]
+
+
+def test_bench_train_times_the_checkpointed_step_when_asked(monkeypatch, capsys):
+    """--activation-checkpointing reaches the network (its layers go through
+    torch.utils.checkpoint) and the row says it was on."""
+    from hsrdiff import bench
+
+    calls = []
+    real = torch.utils.checkpoint.checkpoint
+
+    def counting(*args, **kw):
+        calls.append(1)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(torch.utils.checkpoint, "checkpoint", counting)
+    rows = bench.run([8], [8], 1, 1, torch.device("cpu"))
+    assert not calls and not rows[0].checkpointed
+    rows = bench.run([8], [8], 1, 1, torch.device("cpu"), activation_checkpointing=True)
+    assert calls and rows[0].checkpointed
+    assert "| 8 | 8 | 1 | yes |" in capsys.readouterr().out
 
 
 def test_residual_diffusion_takes_its_scale_from_the_patches_and_keeps_it_through_the_stages(demo_data, tmp_path):
