@@ -212,6 +212,40 @@ def test_changed_settings_or_a_forced_rerun_start_over(demo_data, tmp_path, capl
     assert summary["resumed_from"] == 0 and "settings, inputs or model changed" in caplog.text
 
 
+def test_a_touched_or_copied_patch_file_resumes_and_a_changed_one_starts_over(demo_data, tmp_path, caplog):
+    """The checkpoint knows its patches by content: `snakemake --touch` or a copy elsewhere
+    (new mtime, new path) resumes; other patches of the same size do not."""
+    import shutil
+
+    import h5py
+
+    training, diffusion = training_defaults(checkpoint_every=1)
+    stage = {"name": "s1", "patch_size": 32, "batch_size": 2, "iterations": 3, "learning_rate": 1e-3, "trainable": "all"}
+    patches = tmp_path / "p32.h5"
+    shutil.copy(demo_data / "p32.h5", patches)
+    train_stage(StagePaths(patches, tmp_path / "w.pt", tmp_path / "c"), stage, TINY_MODEL, training, diffusion)
+    # As if killed after step 2: the last checkpoint and the weights are gone.
+    (tmp_path / "w.pt").unlink()
+    latest_checkpoint(tmp_path / "c").unlink()
+    assert load_file(latest_checkpoint(tmp_path / "c"))["step"] == 2
+
+    os.utime(patches, ns=(patches.stat().st_atime_ns, patches.stat().st_mtime_ns + 10**9))
+    moved = tmp_path / "elsewhere" / "p32.h5"
+    moved.parent.mkdir()
+    shutil.copy(patches, moved)
+    caplog.clear()
+    summary = train_stage(StagePaths(moved, tmp_path / "w.pt", tmp_path / "c"), stage, TINY_MODEL, training, diffusion)
+    assert summary["resumed_from"] == 2 and "not resuming" not in caplog.text
+
+    (tmp_path / "w.pt").unlink()
+    latest_checkpoint(tmp_path / "c").unlink()
+    with h5py.File(moved, "r+") as fh:  # same size, another patch
+        key = next(k for k in fh if isinstance(fh[k], h5py.Dataset) and fh[k].ndim == 4)
+        fh[key][0] = fh[key][1]
+    summary = train_stage(StagePaths(moved, tmp_path / "w.pt", tmp_path / "c"), stage, TINY_MODEL, training, diffusion)
+    assert summary["resumed_from"] == 0 and "settings, inputs or model changed" in caplog.text
+
+
 def test_ranks_of_tasks_started_by_srun():
     from hsrdiff.training.distributed import environment_from_slurm
 

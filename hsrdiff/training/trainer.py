@@ -169,12 +169,17 @@ def build(mc: ModelConfig, stage: Stage, settings: TrainingSettings, init_weight
 
 def run_fingerprint(stage: Stage, mc: ModelConfig, settings: TrainingSettings, train_schedule: Mapping[str, Any],
                     paths: StagePaths) -> str:
-    """What a checkpoint must match to be resumed: settings that change the result, and the inputs."""
+    """What a checkpoint must match to be resumed: settings that change the result, and the inputs.
+
+    Inputs by content, not by name and modification time: `snakemake --touch`, a copy to a
+    node's scratch disk or a moved project directory must not throw away hours of training.
+    The digest comes from the input's provenance sidecar while its size and mtime match, so a
+    large patch file is not hashed again.
+    """
+    from hsrdiff.provenance import describe
+
     def identity(path):
-        if path is None:
-            return None
-        st = Path(path).stat()
-        return [str(path), st.st_size, st.st_mtime_ns]
+        return None if path is None else describe(path)["sha256"]
 
     blob = {
         "stage": stage.to_dict(), "model": mc.to_dict(), "train_schedule": dict(train_schedule),
