@@ -31,8 +31,12 @@ class BenchRow:
     checkpointed: bool = False
 
     def markdown(self) -> str:
-        return (f"| {self.device} | {self.channels} | {self.patch} | {self.batch} | {'yes' if self.checkpointed else 'no'} | "
+        return (f"| {self.device} | {self.channels} | {self.patch} | {self.batch} | {_yes_no(self.checkpointed)} | "
                 f"{self.patches_per_s:.1f} | {self.step_ms:.0f} | {self.peak_mem_mib:.0f} | {self.params_m:.2f} |")
+
+
+def _yes_no(flag: bool) -> str:
+    return "yes" if flag else "no"
 
 
 HEADER = ("| device | channels | patch | batch | activation checkpointing | patches/s | ms/step | peak memory (MiB) | params (M) |\n"
@@ -95,8 +99,8 @@ def run(widths, sizes, batch, steps, device, activation_checkpointing: bool = Fa
                 # smaller widths and sizes of the table are still worth measuring.
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
-                print(f"| {device} | {channels} | {patch} | {batch} | {'yes' if activation_checkpointing else 'no'} "
-                      f"| out of memory | | | |", flush=True)
+                print(f"| {device} | {channels} | {patch} | {batch} | {_yes_no(activation_checkpointing)} | out of memory | | | |",
+                      flush=True)
                 continue
             rows.append(row)
             print(row.markdown(), flush=True)
