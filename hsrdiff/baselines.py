@@ -68,9 +68,11 @@ def _lstsq_with_offset(design: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.linalg.lstsq(a, target, rcond=None)[0]
 
 
-def _check_pair(lr_hsi: np.ndarray, hr_msi: np.ndarray, ratio: int) -> None:
+def _check_pair(lr_hsi: np.ndarray, hr_msi: np.ndarray, ratio: int, srf: np.ndarray | None = None) -> None:
     if lr_hsi.ndim != 3 or hr_msi.ndim != 3 or hr_msi.shape[1:] != (lr_hsi.shape[1] * ratio, lr_hsi.shape[2] * ratio):
         raise ValueError(f"hr_msi {hr_msi.shape} must be (bands, H, W) with H, W = ratio {ratio} x lr_hsi {lr_hsi.shape}")
+    if srf is not None and np.shape(srf) != (hr_msi.shape[0], lr_hsi.shape[0]):
+        raise ValueError(f"srf has shape {np.shape(srf)}, expected (MSI bands {hr_msi.shape[0]}, HSI bands {lr_hsi.shape[0]})")
 
 
 def gsa(lr_hsi: np.ndarray, hr_msi: np.ndarray, psf: PSF) -> FusionResult:
@@ -333,6 +335,7 @@ def cnmf(lr_hsi: np.ndarray, hr_msi: np.ndarray, srf: np.ndarray, psf: PSF, n_en
          inner_iterations: int = 200, outer_iterations: int = 2, delta: float = 0.15, seed: int = 0) -> FusionResult:
     """Fuse ``lr_hsi`` (L, h, w) and ``hr_msi`` (l, H, W) on [0, 1]; returns (L, H, W)."""
     t0 = time.perf_counter()
+    _check_pair(lr_hsi, hr_msi, psf.ratio, srf)
     rng = np.random.default_rng(seed)
     n_bands, h, w = lr_hsi.shape
     _, height, width = hr_msi.shape
@@ -399,11 +402,9 @@ def hysure(lr_hsi: np.ndarray, hr_msi: np.ndarray, srf: np.ndarray, psf: PSF, su
     from ``convolve``'s reflect padding only within a kernel of the edges.
     """
     t0 = time.perf_counter()
-    _check_pair(lr_hsi, hr_msi, psf.ratio)
+    _check_pair(lr_hsi, hr_msi, psf.ratio, srf)
     n_bands, h, w = lr_hsi.shape
     _, height, width = hr_msi.shape
-    if np.shape(srf) != (hr_msi.shape[0], n_bands):
-        raise ValueError(f"srf has shape {np.shape(srf)}, expected (MSI bands {hr_msi.shape[0]}, HSI bands {n_bands})")
     r = psf.ratio
     y_h = torch.as_tensor(np.asarray(lr_hsi, dtype=np.float64)).reshape(n_bands, -1)
     y_m = torch.as_tensor(np.asarray(hr_msi, dtype=np.float64)).reshape(hr_msi.shape[0], -1)
