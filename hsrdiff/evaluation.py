@@ -93,7 +93,8 @@ def score_bases(degraded_paths: Sequence[str | Path], bases: Sequence[str] = ("g
     what ``model.base``, ``base_weight`` and ``base_consistency`` give), any other ``mix w=<w>``."""
     import torch
 
-    from hsrdiff.baselines import MEAN_BASES, base_name, fusion_base, parse_base_name
+    from hsrdiff.bases import MEAN_BASES, base_name, parse_base_name
+    from hsrdiff.baselines import fusion_base
 
     bases = list(bases)
     if weights and len(bases) != 2:

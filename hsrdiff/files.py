@@ -230,7 +230,7 @@ def read_fused(path: str | Path) -> FusedFile:
 @dataclass
 class BaseFile:
     path: Path
-    name: str  # hsrdiff.baselines.base_name
+    name: str  # hsrdiff.bases.base_name
     scene: str
     base: np.ndarray  # (L, H, W) on [0, 1]
 

@@ -23,6 +23,8 @@ from hsrdiff import paths
 from hsrdiff.errors import ConfigError
 
 BASELINES = ("cnmf", "hysure", "gsa", "glp-hs", "bicubic")
+# The baselines with settings of their own (evaluation.<method>), which also need the SRF.
+WITH_SETTINGS = ("cnmf", "hysure")
 MAIN = "hsrdiff"
 
 
@@ -57,8 +59,8 @@ def method_settings(config: Mapping[str, Any], method: str) -> dict:
 
 
 def model_base_name(model: Mapping[str, Any]) -> str:
-    """The base name (``hsrdiff.baselines.base_name``) of a ``model`` config block or override."""
-    from hsrdiff.baselines import base_name
+    """The base name (``hsrdiff.bases.base_name``) of a ``model`` config block or override."""
+    from hsrdiff.bases import base_name
 
     try:
         return base_name(model.get("base", "bicubic"), int(model.get("base_consistency") or 0),

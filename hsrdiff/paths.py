@@ -17,7 +17,7 @@ GENERATED = "resources/generated/{dataset}/scenes.h5"
 PREPARED = "resources/prepared/{dataset}/{scene}.h5"
 DEGRADED = "resources/degraded/{dataset}/{scene}.h5"
 PATCHES = "resources/patches/{dataset}/p{size}.h5"
-# a network base (hsrdiff.baselines.base_name) of one scene, read by the patch files and the sample jobs
+# a network base (hsrdiff.bases.base_name) of one scene, read by the patch files and the sample jobs
 BASE = "resources/bases/{dataset}/{base}/{scene}.h5"
 
 # training: the stage's final artefact and loss curve are outputs; the checkpoint folder (resumable

@@ -98,7 +98,8 @@ def test_a_network_base_names_the_operator_it_lacks(mixing_scene):
 def test_a_projected_base_reproduces_the_observations(mixing_scene):
     import torch
 
-    from hsrdiff.baselines import base_name, fusion_base, parse_base_name
+    from hsrdiff.bases import base_name, parse_base_name
+    from hsrdiff.baselines import fusion_base
 
     _, lr, msi, srf, psf, _ = mixing_scene
     assert base_name("glp-hs") == "glp-hs" and base_name("cnmf", 20) == "cnmf+p20"
@@ -123,7 +124,8 @@ def test_the_mean_base_averages_its_projected_parts(mixing_scene):
     CNMF by w, and its name round-trips through the config's three keys."""
     import torch
 
-    from hsrdiff.baselines import base_name, base_operators, fusion_base, parse_base_name
+    from hsrdiff.bases import base_name, base_operators, parse_base_name
+    from hsrdiff.baselines import fusion_base
 
     gt, lr, msi, srf, psf, _ = mixing_scene
     lr_t, msi_t = torch.from_numpy(lr)[None], torch.from_numpy(msi)[None]
@@ -155,7 +157,8 @@ def test_a_three_part_mean_base_weighs_gsa_too(mixing_scene):
     is refused naming them."""
     import torch
 
-    from hsrdiff.baselines import base_name, base_operators, classical, fusion_base, parse_base_name
+    from hsrdiff.bases import base_name, base_operators, parse_base_name
+    from hsrdiff.baselines import classical, fusion_base
 
     _, lr, msi, srf, psf, _ = mixing_scene
     lr_t, msi_t = torch.from_numpy(lr)[None], torch.from_numpy(msi)[None]
@@ -266,7 +269,8 @@ def test_a_four_part_mean_base_weighs_hysure_too(mixing_scene):
     needs the SRF, and the mean is the weighted sum of the projected parts."""
     import torch
 
-    from hsrdiff.baselines import base_name, base_operators, classical, fusion_base, parse_base_name
+    from hsrdiff.bases import base_name, base_operators, parse_base_name
+    from hsrdiff.baselines import classical, fusion_base
 
     _, lr, msi, srf, psf, _ = mixing_scene
     lr_t, msi_t = torch.from_numpy(lr)[None], torch.from_numpy(msi)[None]

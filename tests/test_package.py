@@ -10,8 +10,8 @@ INFERENCE = ("hsrdiff.sampling", "hsrdiff.realpair", "hsrdiff.files", "hsrdiff.e
              "hsrdiff.figures", "hsrdiff.models")
 
 
-def _imported_by(module: str) -> set[str]:
-    code = f"import sys, {module}; print('\\n'.join(m for m in sys.modules if m.startswith('hsrdiff')))"
+def _imported_by(module: str, prefix: str = "hsrdiff") -> set[str]:
+    code = f"import sys, {module}; print('\\n'.join(m for m in sys.modules if m.startswith({prefix!r})))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout
     return set(out.split())
 
@@ -26,9 +26,15 @@ def test_the_workflow_imports_neither_the_cli_nor_torch_code_to_build_its_dag():
     for path in [REPO / "workflow" / "Snakefile", *(REPO / "workflow" / "rules").glob("*.smk")]:
         text = path.read_text()
         assert not re.search(r"^\s*(from|import) hsrdiff\.cli", text, re.M), path
-    # What common.smk imports stays light: no network, trainer or sampler modules.
-    loaded = _imported_by("hsrdiff.methods, hsrdiff.data.registry, hsrdiff.paths, hsrdiff.config")
+    # What the rule files import stays light: no network, trainer or sampler modules, and not
+    # torch, which Snakemake would import again at every start and in every cluster job (3-4 s).
+    imported = sorted({m for path in (REPO / "workflow" / "rules").glob("*.smk")
+                       for m in re.findall(r"^from (hsrdiff[\w.]*) import", path.read_text(), re.M)})
+    assert "hsrdiff.bases" in imported and "hsrdiff.methods" in imported, imported
+    modules = ", ".join(imported)
+    loaded = _imported_by(modules)
     assert not {m for m in loaded if m.split(".")[1:2] in (["training"], ["models"], ["sampling"], ["diffusion"], ["cli"])}, loaded
+    assert not _imported_by(modules, prefix="torch"), "the workflow's DAG building imports torch"
 
 
 def test_file_layout_names_are_spelled_in_one_module():

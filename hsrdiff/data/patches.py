@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from hsrdiff.baselines import fusion_base, parse_base_name
+from hsrdiff.baselines import fusion_base
+from hsrdiff.bases import parse_base_name
 from hsrdiff.degradation import PSF, dihedral
 from hsrdiff.errors import DataError
 from hsrdiff.files import base_identity, copy_operators, observation_shapes, read_base, read_observations, read_operators, read_ratio
@@ -69,7 +70,7 @@ def extract_patches(
 ) -> dict:
     """Cut patches of ``patch_size`` (or "full": the largest size common to all scenes).
 
-    ``bases``: the network bases by name (``hsrdiff.baselines.base_name``) to store beside each
+    ``bases``: the network bases by name (``hsrdiff.bases.base_name``) to store beside each
     patch as ``base_<name>``, cut from the base of the whole scene, which is what fusion adds the
     network's output to. ``base_files``: bases already computed (``hsrdiff.files.write_base``, the
     workflow's ``base`` rule), matched to the scenes by their ``base`` and ``scene`` attributes; a

@@ -57,7 +57,7 @@ class ModelConfig:
     base_srf: list | None = None
     # CGLS iterations projecting the base onto the observations before the network sees it (0: off).
     base_consistency: int = 0
-    # Mean bases only (hsrdiff.baselines.MEAN_BASES): the weights of the parts after the first
+    # Mean bases only (hsrdiff.bases.MEAN_BASES): the weights of the parts after the first
     # (glp-hs+cnmf: CNMF's; glp-hs+cnmf+gsa: [CNMF's, GSA's]; glp-hs+cnmf+gsa+hysure: [CNMF's, GSA's,
     # HySure's]), the first taking the rest; None: equal.
     base_weight: float | list[float] | None = None
@@ -70,8 +70,8 @@ class ModelConfig:
         return asdict(self)
 
     def base_name(self) -> str:
-        """The base's name (``hsrdiff.baselines.base_name``): what patch files key it by."""
-        from hsrdiff.baselines import base_name
+        """The base's name (``hsrdiff.bases.base_name``): what patch files key it by."""
+        from hsrdiff.bases import base_name
 
         return base_name(self.base, self.base_consistency, self.base_weight)
 
@@ -141,7 +141,8 @@ class Denoiser(nn.Module):
         Computed from the images given: a crop's base differs from the crop of the whole image's
         base (far more so at large ratios), so training and tiled fusion pass the whole scene's.
         """
-        from hsrdiff.baselines import base_operators, fusion_base
+        from hsrdiff.bases import base_operators
+        from hsrdiff.baselines import fusion_base
         from hsrdiff.degradation import PSF
 
         name = self.config.base_name()

@@ -25,7 +25,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from hsrdiff.baselines import base_operators
+from hsrdiff.bases import base_operators
 from hsrdiff.data.patches import BASE_PREFIX, PatchDataset
 from hsrdiff.degradation import PSF
 from hsrdiff.diffusion import (

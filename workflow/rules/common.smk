@@ -9,10 +9,10 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from hsrdiff import paths
-from hsrdiff.baselines import MEAN_BASES, WITH_SETTINGS, parse_base_name
+from hsrdiff.bases import MEAN_BASES, parse_base_name
 from hsrdiff.config import check_consistency, check_renamed_keys, schema_defaults
 from hsrdiff.data.registry import DatasetSpec
-from hsrdiff.methods import method_settings, method_stages, model_base_name, patch_options, stage_plan, trained_methods
+from hsrdiff.methods import WITH_SETTINGS, method_settings, method_stages, model_base_name, patch_options, stage_plan, trained_methods
 
 
 check_renamed_keys(config)
