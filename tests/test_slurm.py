@@ -33,8 +33,10 @@ SLURM_DIR = REPO / "tests" / "slurm"
 GPU_RULES = {"train_stage1", "train_stage2", "train_stage3", "sample"}
 CPU_RULES = {"generate_demo", "prepare", "degrade", "base", "patches", "bicubic", "evaluate", "aggregate", "figures"}
 # Stage 1 is stopped once, as Slurm's pre-kill warning does (SIGTERM to the job's steps), when its
-# log shows it has passed INTERRUPT_AT_STEP: the same preemption whatever the machine's speed.
-INTERRUPT_AT_STEP = 200
+# log shows it has passed INTERRUPT_AT_STEP: the same preemption whatever the machine's speed. The
+# 300 steps after it (tests/slurm/demo.yaml) take about 30 s on a 2-core CI machine: far more
+# than the watcher's 0.2 s poll and scancel need.
+INTERRUPT_AT_STEP = 100
 SACCT_FIELDS = ("JobID", "Comment", "Partition", "State", "ExitCode", "Elapsed", "AllocTRES", "WorkDir", "SubmitLine")
 
 
@@ -114,7 +116,10 @@ def pipeline(slurm_cluster, tmp_path_factory):
         # partitions, quick first status checks ...
         "--max-threads", "2",
         "--slurm-partition-config", str(SLURM_DIR / "partitions.yaml"),
-        "--slurm-init-seconds-before-status-checks", "2",
+        # The plugin checks again after this many seconds, then 10 s later at each check that
+        # finds no job finished: with 5, a 10-15 s job (most here) is seen done at the second
+        # check, 20 s in; with 2 it was the third, 36 s in (the test took 100 s longer).
+        "--slurm-init-seconds-before-status-checks", "5",
         # ... and what the test is about: two GPUs for stage 2 (one core each: the node has two),
         # and stage 3 as a multi-node job on one node. --set-resources replaces the profile's
         # whole set-resources: its signal lines are repeated, as docs/slurm.md tells users to.
