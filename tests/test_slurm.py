@@ -116,9 +116,8 @@ def pipeline(slurm_cluster, tmp_path_factory):
         # partitions, quick first status checks ...
         "--max-threads", "2",
         "--slurm-partition-config", str(SLURM_DIR / "partitions.yaml"),
-        # The plugin checks again after this many seconds, then 10 s later at each check that
-        # finds no job finished: with 5, a 10-15 s job (most here) is seen done at the second
-        # check, 20 s in; with 2 it was the third, 36 s in (the test took 100 s longer).
+        # The plugin's first check comes after this many seconds (40 by default), each later one
+        # 10 s later than the last while no job has finished. 2 and 5 gave the same 398 s here.
         "--slurm-init-seconds-before-status-checks", "5",
         # ... and what the test is about: two GPUs for stage 2 (one core each: the node has two),
         # and stage 3 as a multi-node job on one node. --set-resources replaces the profile's
