@@ -191,6 +191,14 @@ def test_every_rule_went_through_slurm(pipeline):
     assert {p.stem for p in logs} == {job["JobID"] for job in pipeline["jobs"]}
 
 
+def _mem_mb(tres: str) -> int:
+    for item in tres.split(","):
+        if item.startswith("mem="):
+            value = item.split("=")[1]
+            return int(float(value[:-1]) * (1024 if value.endswith("G") else 1))
+    return 0
+
+
 def test_gpu_rules_asked_for_gpus_and_cpu_rules_did_not(pipeline):
     for job in pipeline["jobs"]:
         submit, gpus = job["SubmitLine"].split(" --wrap")[0], _gpus(job["AllocTRES"])
@@ -209,6 +217,9 @@ def test_gpu_rules_asked_for_gpus_and_cpu_rules_did_not(pipeline):
             assert gpus == 0 and "--gpus" not in submit and "--gres" not in submit, job
             assert job["Partition"] == "cpu", job
             assert "--cpus-per-task=1" in submit, job
+        if job["rule"] == "base":
+            # Memory from the inputs' size (a 64x64 demo scene: a few hundred kB), not a fixed 16 GB.
+            assert 2000 <= _mem_mb(job["AllocTRES"]) < 2100, job
 
 
 def test_a_training_job_stopped_by_the_pre_kill_signal_is_resubmitted_and_resumes_without_loss(pipeline):

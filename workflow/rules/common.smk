@@ -173,6 +173,19 @@ def init_argument(wildcards, input):
     return f"--init {input.init}" if "init" in input.keys() else ""
 
 
+def memory_mb(floor_mb, per_input_mb):
+    """mem_mb that grows with the size of the inputs: floor_mb (Python, torch, a small scene's
+    arrays) plus per_input_mb for each MB of input files, times the attempt, so that a job killed
+    for memory comes back with twice, then three times as much (the profile's retries). Measured
+    on CAVE x32 (benchmarks/<rule>/, max_rss): base 671-821 MB and cnmf 448-498 MB for 34 MB of
+    observations. A fixed 16 GB made a demo's base jobs queue one at a time on a 24 GB node."""
+
+    def mem_mb(wildcards, input, attempt):
+        return int((floor_mb + per_input_mb * input.size_mb) * attempt)
+
+    return mem_mb
+
+
 def cpus_per_gpu(wildcards, threads):
     """A GPU rule's CPU cores follow its threads, so `--max-threads` fits it to small nodes."""
     return threads

@@ -95,7 +95,7 @@ rule base:
     benchmark:
         "benchmarks/base/{dataset}/{base}/{scene}.tsv"
     resources:
-        mem_mb=16000,
+        mem_mb=memory_mb(2000, 16),
         runtime="2h",
     script:
         "../scripts/base.py"

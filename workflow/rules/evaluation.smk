@@ -62,7 +62,7 @@ rule cnmf:
     benchmark:
         "benchmarks/cnmf/{dataset}/{scene}.tsv"
     resources:
-        mem_mb=16000,
+        mem_mb=memory_mb(2000, 16),
         runtime="2h",
     script:
         "../scripts/classical.py"
