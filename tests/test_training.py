@@ -122,7 +122,7 @@ def _wait_for_step(csv_path, step, proc, timeout=120):
 @pytest.mark.slow
 def test_resume_after_signal_and_after_kill_gives_the_same_weights(demo_data, tmp_path):
     training, diffusion = training_defaults()
-    stage = {"name": "s1", "patch_size": 32, "batch_size": 4, "iterations": 60, "learning_rate": 1e-3, "trainable": "all"}
+    stage = {"name": "s1", "patch_size": 32, "batch_size": 4, "iterations": 30, "learning_rate": 1e-3, "trainable": "all"}
     patches = demo_data / "p32.h5"
 
     rc, out = run_train_cli(tmp_path, patches, stage, training, diffusion, tmp_path / "a.pt", tmp_path / "ckpt_a")
@@ -136,9 +136,9 @@ def test_resume_after_signal_and_after_kill_gives_the_same_weights(demo_data, tm
     assert proc.returncode == INTERRUPTED_EXIT_CODE, out
     assert not (tmp_path / "b.pt").exists()
     stopped_at = load_file(latest_checkpoint(tmp_path / "ckpt_b"))["step"]
-    assert 12 <= stopped_at < 60
+    assert 12 <= stopped_at < 30
     rc, out = run_train_cli(tmp_path, patches, stage, training, diffusion, tmp_path / "b.pt", tmp_path / "ckpt_b")
-    assert rc == 0 and f"(step {stopped_at} of 60)" in out, out
+    assert rc == 0 and f"(step {stopped_at} of 30)" in out, out
 
     # A hard kill (no checkpoint at the kill): resume from the last periodic checkpoint.
     proc = run_train_cli(tmp_path, patches, stage, training, diffusion, tmp_path / "c.pt", tmp_path / "ckpt_c", wait=False)
@@ -146,7 +146,7 @@ def test_resume_after_signal_and_after_kill_gives_the_same_weights(demo_data, tm
     proc.kill()
     proc.communicate()
     resumed_from = load_file(latest_checkpoint(tmp_path / "ckpt_c"))["step"]
-    assert resumed_from % 5 == 0 and 20 <= resumed_from < 60
+    assert resumed_from % 5 == 0 and 20 <= resumed_from < 30
     rc, out = run_train_cli(tmp_path, patches, stage, training, diffusion, tmp_path / "c.pt", tmp_path / "ckpt_c")
     assert rc == 0, out
 
@@ -156,7 +156,7 @@ def test_resume_after_signal_and_after_kill_gives_the_same_weights(demo_data, tm
         for key in a:
             torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=f"{other}: {key}")
     rows = (tmp_path / "ckpt_c" / "log.csv").read_text().strip().splitlines()[1:]
-    assert [int(r.split(",")[0]) for r in rows] == list(range(1, 61))  # no step logged twice
+    assert [int(r.split(",")[0]) for r in rows] == list(range(1, 31))  # no step logged twice
 
 
 @pytest.mark.slow
