@@ -167,11 +167,22 @@ def _sacct(workdir: Path) -> list[dict]:
     return jobs
 
 
-def _gpus(tres: str) -> int:
+def _tres(tres: str, name: str) -> str | None:
+    """One item of sacct's AllocTRES (``billing=1,cpu=1,mem=2009M,node=1``) by name."""
     for item in tres.split(","):
-        if item.startswith("gres/gpu="):
-            return int(item.split("=")[1])
-    return 0
+        key, _, value = item.partition("=")
+        if key == name:
+            return value
+    return None
+
+
+def _gpus(tres: str) -> int:
+    return int(_tres(tres, "gres/gpu") or 0)
+
+
+def _mem_mb(tres: str) -> int:
+    value = _tres(tres, "mem") or "0M"
+    return int(float(value[:-1]) * (1024 if value.endswith("G") else 1))
 
 
 def test_every_rule_went_through_slurm(pipeline):
@@ -189,14 +200,6 @@ def test_every_rule_went_through_slurm(pipeline):
     # The plugin keeps a log per job (slurm-keep-successful-logs): one per sacct record.
     logs = list((pipeline["workdir"] / "logs" / "slurm").rglob("*.log"))
     assert {p.stem for p in logs} == {job["JobID"] for job in pipeline["jobs"]}
-
-
-def _mem_mb(tres: str) -> int:
-    for item in tres.split(","):
-        if item.startswith("mem="):
-            value = item.split("=")[1]
-            return int(float(value[:-1]) * (1024 if value.endswith("G") else 1))
-    return 0
 
 
 def test_gpu_rules_asked_for_gpus_and_cpu_rules_did_not(pipeline):
