@@ -8,9 +8,13 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test dag rulegraph lint clean-results bench-sampling bench-cave slurm-profile
 
+# pip byte-compiles what it installs, not an editable package's own source: where
+# PYTHONDONTWRITEBYTECODE is set (as on the development machine) every Snakemake job would compile
+# hsrdiff again, 0.55 s each.
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m compileall -q hsrdiff
 	touch $@
 
 ## demo: the whole pipeline on the embedded demo dataset (CPU, minutes), then the HTML report
