@@ -47,7 +47,7 @@ from hsrdiff.bases import MEAN_BASES, base_operators, parse_base_name
 from hsrdiff.degradation import PSF, spatial_degrade
 from hsrdiff.errors import DataError
 from hsrdiff.files import FusionResult
-from hsrdiff.methods import WITH_SETTINGS
+from hsrdiff.methods import BASELINES, DETAIL_INJECTION, WITH_SETTINGS
 
 EPS = 1e-9
 
@@ -385,14 +385,13 @@ def hysure(lr_hsi: np.ndarray, hr_msi: np.ndarray, srf: np.ndarray, psf: PSF, su
     return FusionResult(np.clip(fused.numpy(), 0, 1).astype(np.float32), None, time.perf_counter() - t0)
 
 
-# The detail-injection baselines by their method names (all take lr_hsi, hr_msi, psf).
-HYPERSHARPENING = {"gsa": gsa, "glp-hs": glp_hs}
-CLASSICAL = (*WITH_SETTINGS, *HYPERSHARPENING, "bicubic")
+# The detail-injection baselines by their names (methods.DETAIL_INJECTION); all take lr_hsi, hr_msi, psf.
+HYPERSHARPENING = dict(zip(DETAIL_INJECTION, (gsa, glp_hs), strict=True))
 
 
 def classical(method: str, lr_hsi: np.ndarray, hr_msi: np.ndarray, psf: PSF, srf: np.ndarray,
               settings: Mapping[str, Mapping[str, Any]] | None = None) -> FusionResult:
-    """A classical method by its name in ``CLASSICAL``. ``settings``: by method name, the
+    """A classical method by its name in ``methods.BASELINES``. ``settings``: by method name, the
     settings of those in ``WITH_SETTINGS`` (``evaluation.cnmf``, ``evaluation.hysure``); the
     schema's defaults where a key is left out."""
     if method in WITH_SETTINGS:
@@ -407,4 +406,4 @@ def classical(method: str, lr_hsi: np.ndarray, hr_msi: np.ndarray, psf: PSF, srf
         return HYPERSHARPENING[method](lr_hsi, hr_msi, psf)
     if method == "bicubic":
         return bicubic(lr_hsi, psf.ratio)
-    raise ValueError(f"unknown classical method '{method}'; expected one of {', '.join(CLASSICAL)}")
+    raise ValueError(f"unknown classical method '{method}'; expected one of {', '.join(BASELINES)}")

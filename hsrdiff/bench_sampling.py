@@ -25,11 +25,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from hsrdiff.baselines import CLASSICAL, classical
+from hsrdiff.baselines import classical
 from hsrdiff.degradation import project_onto_observations
 from hsrdiff.errors import DataError
 from hsrdiff.files import read_observations
 from hsrdiff.io import atomic_path
+from hsrdiff.methods import BASELINES
 from hsrdiff.metrics import psnr, sam
 from hsrdiff.sampling import Fuser, build_sampler
 
@@ -100,13 +101,13 @@ def _score(fuser: Fuser, scenes) -> tuple[float, float, float, list[float], floa
     return float(np.mean(psnrs)), float(np.mean(sams)), float(np.mean(secs)), corrs, limit
 
 
-def _score_classical(method: str, scenes, consistency: Sequence[int], cnmf_settings) -> list[ReferenceRow]:
+def _score_classical(method: str, scenes, consistency: Sequence[int], classical_settings) -> list[ReferenceRow]:
     """A classical method's scores as published and projected like the network's samples: one
     fusion per scene, each projection from it."""
     scores: dict[int, list[tuple[float, float, float]]] = {c: [] for c in consistency}
     for obs in scenes:
         t0 = time.perf_counter()
-        fused = classical(method, obs.lr_hsi, obs.hr_msi, obs.need("psf"), obs.need("srf"), {"cnmf": cnmf_settings or {}}).fused
+        fused = classical(method, obs.lr_hsi, obs.hr_msi, obs.need("psf"), obs.need("srf"), classical_settings).fused
         seconds = time.perf_counter() - t0
         for c in consistency:
             t1 = time.perf_counter()
@@ -119,13 +120,14 @@ def run(weights: str | Path, observation_files: Sequence[str | Path], schedule_c
         sampling_cfg: Mapping[str, Any], samplers: Sequence[str], steps: Sequence[int], spacing: str,
         n_samples: Sequence[int] = (1,), regression_weights: str | Path | None = None,
         views: Sequence[int] = (1,), paper_reference: bool = True, consistency: Sequence[int] | None = None,
-        classical: Sequence[str] = (), cnmf_settings: Mapping[str, Any] | None = None) -> tuple[list[SamplingRow], list[ReferenceRow]]:
+        classical: Sequence[str] = (), classical_settings: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[list[SamplingRow], list[ReferenceRow]]:
     """All rows (the paper's reference first unless ``paper_reference`` is False) and the
-    reference lines (the regression twin's, then each classical method's), each at every
-    ``consistency`` (default: the configuration's)."""
-    unknown = [m for m in classical if m not in CLASSICAL]
+    reference lines (the regression twin's, then each classical method's, with
+    ``classical_settings`` by method name: ``evaluation.cnmf``, ``evaluation.hysure``), each at
+    every ``consistency`` (default: the configuration's)."""
+    unknown = [m for m in classical if m not in BASELINES]
     if unknown:
-        raise DataError(f"--classical {' '.join(unknown)}: not a classical method; expected some of {', '.join(CLASSICAL)}")
+        raise DataError(f"--classical {' '.join(unknown)}: not a classical method; expected some of {', '.join(BASELINES)}")
     scenes = [read_observations(p) for p in observation_files]
     for obs in scenes:
         obs.need("gt")
@@ -165,7 +167,7 @@ def run(weights: str | Path, observation_files: Sequence[str | Path], schedule_c
             p, s, sec, _, _ = _score(twin, scenes)
             references.append(ReferenceRow("regression", c, p, s, sec))
     for method in classical:
-        references += _score_classical(method, scenes, consistency, cnmf_settings)
+        references += _score_classical(method, scenes, consistency, classical_settings)
     for r in references:
         print(f"  {r.method:13s} consistency {r.consistency}: PSNR {r.psnr:.3f} dB, SAM {r.sam:.3f}", flush=True)
     return rows, references
@@ -241,10 +243,10 @@ def plot(rows: Sequence[SamplingRow], references: Sequence[ReferenceRow], path: 
 
 def main(weights, observation_files, schedule_cfg, sampling_cfg, samplers, steps, spacing, n_samples,
          regression_weights, out_csv, out_plot, views=(1,), paper_reference=True, consistency=None, classical=(),
-         cnmf_settings=None) -> list[SamplingRow]:
+         classical_settings=None) -> list[SamplingRow]:
     t0 = time.perf_counter()
     rows, references = run(weights, observation_files, schedule_cfg, sampling_cfg, samplers, steps, spacing,
-                           n_samples, regression_weights, views, paper_reference, consistency, classical, cnmf_settings)
+                           n_samples, regression_weights, views, paper_reference, consistency, classical, classical_settings)
     print(markdown(rows, references))
     print(f"\n{len(observation_files)} scenes, {time.perf_counter() - t0:.0f} s wall")
     if out_csv:

@@ -22,9 +22,12 @@ from typing import Any, Mapping
 from hsrdiff import paths
 from hsrdiff.errors import ConfigError
 
-BASELINES = ("cnmf", "hysure", "gsa", "glp-hs", "bicubic")
-# The baselines with settings of their own (evaluation.<method>), which also need the SRF.
+# The classical baselines by name, the one list of them (hsrdiff.baselines implements them; the
+# workflow's fusion rules take their wildcards from here). Those with settings of their own
+# (evaluation.<method>) also need the SRF; the detail-injection ones take lr_hsi, hr_msi and psf.
 WITH_SETTINGS = ("cnmf", "hysure")
+DETAIL_INJECTION = ("gsa", "glp-hs")
+BASELINES = (*WITH_SETTINGS, *DETAIL_INJECTION, "bicubic")
 MAIN = "hsrdiff"
 
 

@@ -90,21 +90,22 @@ def load_pair(path: str | Path, hsi_variable: str, msi_variable: str, ratio: int
 
 def fuse_with(method: str, lr_hsi: np.ndarray, hr_msi: np.ndarray, psf, srf: np.ndarray, weights: str | Path | None = None,
               schedule_cfg: Mapping[str, Any] | None = None, sampling_cfg: Mapping[str, Any] | None = None,
-              cnmf_settings: Mapping[str, Any] | None = None):
+              settings: Mapping[str, Mapping[str, Any]] | None = None):
     """One compared method on observations without ground truth: a trained method (``weights``),
-    cnmf or hysure (with the given response and blur; hysure with the schema's settings), gsa,
-    glp-hs or bicubic."""
-    from hsrdiff.baselines import CLASSICAL, classical
+    cnmf or hysure (with the given response and blur, and their ``settings`` by method name:
+    ``evaluation.cnmf``, ``evaluation.hysure``), gsa, glp-hs or bicubic."""
+    from hsrdiff.baselines import classical
+    from hsrdiff.methods import BASELINES
 
     if weights is not None:
         return Fuser(weights, schedule_cfg or {}, sampling_cfg or {})(lr_hsi, hr_msi)
-    if method not in CLASSICAL:
+    if method not in BASELINES:
         raise DataError(f"method '{method}' is neither trained (no weights given) nor a classical baseline")
-    return classical(method, lr_hsi, hr_msi, psf, srf, {"cnmf": cnmf_settings or {}})
+    return classical(method, lr_hsi, hr_msi, psf, srf, settings)
 
 
 def full_resolution(pair, methods, weights: Mapping[str, str | Path], schedule_cfg: Mapping[str, Any],
-                    sampling_cfg: Mapping[str, Any], cnmf_settings: Mapping[str, Any], fused_paths: Mapping[str, str | Path],
+                    sampling_cfg: Mapping[str, Any], settings: Mapping[str, Mapping[str, Any]], fused_paths: Mapping[str, str | Path],
                     provenance: Mapping[str, Any] | None = None) -> tuple[list[dict], dict]:
     """Fuse a real pair (:class:`hsrdiff.data.pair.Pair`) at full resolution with each method and
     judge each result without a reference (:func:`hsrdiff.noref.assess`, through the operators
@@ -118,7 +119,7 @@ def full_resolution(pair, methods, weights: Mapping[str, str | Path], schedule_c
     lr_hsi, hr_msi = pair.hsi, msi_without_offset(pair.msi, pair.fit.offset)
     rows, cubes = [], {}
     for method in methods:
-        result = fuse_with(method, lr_hsi, hr_msi, psf, srf, weights.get(method), schedule_cfg, sampling_cfg, cnmf_settings)
+        result = fuse_with(method, lr_hsi, hr_msi, psf, srf, weights.get(method), schedule_cfg, sampling_cfg, settings)
         write_fused(fused_paths[method], result, pair.wavelengths,
                     {"method": method, "protocol": "full resolution, no reference", **(provenance or {})})
         row = {"method": method, **assess(result.fused, lr_hsi, hr_msi, psf, srf), "seconds": result.seconds}

@@ -285,3 +285,21 @@ def test_a_four_part_mean_base_weighs_hysure_too(mixing_scene):
     parts = [fusion_base(part + "+p10", lr_t, msi_t, psf, srf) for part in ("glp-hs", "cnmf", "gsa", "hysure")]
     mix = fusion_base(name, lr_t, msi_t, psf, srf)
     assert torch.allclose(mix, sum(w * p for w, p in zip((0.3, 0.4, 0.1, 0.2), parts)), atol=1e-6)
+
+
+def test_every_baseline_name_fuses_and_a_real_pair_passes_each_methods_settings(mixing_scene):
+    from hsrdiff.baselines import classical
+    from hsrdiff.methods import BASELINES
+    from hsrdiff.realpair import fuse_with
+
+    gt, lr, msi, srf, psf, _ = mixing_scene
+    settings = {"cnmf": {"endmembers": 4, "inner_iterations": 20, "outer_iterations": 1},
+                "hysure": {"subspace": 4, "iterations": 10}}
+    for method in BASELINES:
+        fused = fuse_with(method, lr, msi, psf, srf, settings=settings).fused
+        assert fused.shape == gt.shape, method
+        np.testing.assert_array_equal(fused, classical(method, lr, msi, psf, srf, settings).fused, err_msg=method)
+    # HySure's settings reach it through the real-pair path, not only CNMF's: 10 iterations differ from 11.
+    ten = fuse_with("hysure", lr, msi, psf, srf, settings=settings).fused
+    eleven = fuse_with("hysure", lr, msi, psf, srf, settings={"hysure": {**settings["hysure"], "iterations": 11}}).fused
+    assert np.abs(ten - eleven).max() > 0

@@ -101,7 +101,7 @@ rule hypersharpen:
     benchmark:
         "benchmarks/hypersharpen/{dataset}/{method}/{scene}.tsv"
     wildcard_constraints:
-        method="gsa|glp-hs",
+        method="|".join(re.escape(m) for m in DETAIL_INJECTION),
     resources:
         mem_mb=4000,
         runtime="10m",
@@ -264,7 +264,7 @@ rule full_resolution:
         trained=[m for m in config["evaluation"]["methods"] if m in TRAINED],
         schedule=config["diffusion"]["sample_schedule"],
         sampling={**config["sampling"], "n_samples": config["evaluation"]["full_resolution_samples"]},
-        cnmf=config["evaluation"]["cnmf"],
+        classical={m: config["evaluation"][m] for m in WITH_SETTINGS},
     conda:
         "../envs/hsrdiff.yaml"
     log:
