@@ -176,9 +176,14 @@ def init_argument(wildcards, input):
 def memory_mb(floor_mb, per_input_mb):
     """mem_mb that grows with the size of the inputs: floor_mb (Python, torch, a small scene's
     arrays) plus per_input_mb for each MB of input files, times the attempt, so that a job killed
-    for memory comes back with twice, then three times as much (the profile's retries). Measured
-    on CAVE x32 (benchmarks/<rule>/, max_rss): base 671-821 MB and cnmf 448-498 MB for 34 MB of
-    observations. A fixed 16 GB made a demo's base jobs queue one at a time on a 24 GB node."""
+    for memory comes back with twice, then three times as much (the profile's retries; a fixed
+    number came back with the same). Peak RSS measured on CAVE x32 (`make bench-cave`,
+    benchmarks/<rule>/, max_rss; 35 MB per observation file, 32 MB per fused file): base 612-829
+    MB, cnmf 425-463, hysure 612-732, hypersharpen 251-623, bicubic 310-400, degrade 232-322,
+    evaluate 1167-1543 (its inputs: 67 MB, hence 24 per MB), figures 572-629 (all of a scene's
+    fused files). per_input_mb 0 where the input's size says nothing: prepare's may be a folder,
+    patches reads its many scenes one at a time (389 MB for CAVE's 20). A fixed 16 GB made a
+    demo's base jobs queue one at a time on a 24 GB node."""
 
     def mem_mb(wildcards, input, attempt):
         return int((floor_mb + per_input_mb * input.size_mb) * attempt)

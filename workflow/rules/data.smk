@@ -54,7 +54,7 @@ rule prepare:
     benchmark:
         "benchmarks/prepare/{dataset}/{scene}.tsv"
     resources:
-        mem_mb=8000,
+        mem_mb=memory_mb(8000, 0),
         runtime="30m",
     script:
         "../scripts/prepare.py"
@@ -75,7 +75,7 @@ rule degrade:
     benchmark:
         "benchmarks/degrade/{dataset}/{scene}.tsv"
     resources:
-        mem_mb=8000,
+        mem_mb=memory_mb(2000, 16),
         runtime="30m",
     script:
         "../scripts/degrade.py"
@@ -116,7 +116,7 @@ rule patches:
     benchmark:
         "benchmarks/patches/{dataset}/p{size}.tsv"
     resources:
-        mem_mb=8000,
+        mem_mb=memory_mb(8000, 0),
         runtime="1h",
     script:
         "../scripts/patches.py"

@@ -41,7 +41,7 @@ rule bicubic:
     benchmark:
         "benchmarks/bicubic/{dataset}/{scene}.tsv"
     resources:
-        mem_mb=4000,
+        mem_mb=memory_mb(2000, 16),
         runtime="10m",
     script:
         "../scripts/bicubic.py"
@@ -83,7 +83,7 @@ rule hysure:
     benchmark:
         "benchmarks/hysure/{dataset}/{scene}.tsv"
     resources:
-        mem_mb=8000,
+        mem_mb=memory_mb(2000, 16),
         runtime="1h",
     script:
         "../scripts/classical.py"
@@ -103,7 +103,7 @@ rule hypersharpen:
     wildcard_constraints:
         method="|".join(re.escape(m) for m in DETAIL_INJECTION),
     resources:
-        mem_mb=4000,
+        mem_mb=memory_mb(2000, 16),
         runtime="10m",
     script:
         "../scripts/hypersharpen.py"
@@ -122,7 +122,7 @@ rule evaluate:
     benchmark:
         "benchmarks/evaluate/{dataset}/{method}/{scene}.tsv"
     resources:
-        mem_mb=4000,
+        mem_mb=memory_mb(2000, 24),
         runtime="10m",
     script:
         "../scripts/evaluate.py"
@@ -208,7 +208,7 @@ rule figures:
     benchmark:
         "benchmarks/figures/{dataset}/{scene}.tsv"
     resources:
-        mem_mb=4000,
+        mem_mb=memory_mb(2000, 8),
         runtime="10m",
     script:
         "../scripts/figures.py"
