@@ -204,7 +204,7 @@ def cmd_bench_train(args) -> int:
 
 def cmd_bench_sampling(args) -> int:
     from hsrdiff.bench_sampling import main as bench
-    from hsrdiff.methods import WITH_SETTINGS
+    from hsrdiff.methods import classical_settings
 
     config = _sampling_config(args.config)
     sampling = {**config["sampling"], "device": args.device}
@@ -214,7 +214,7 @@ def cmd_bench_sampling(args) -> int:
 
     bench(args.weights, args.observations, config["diffusion"]["sample_schedule"], sampling, args.samplers or list(SAMPLERS), args.steps,
           args.spacing, args.n_samples, args.regression, args.csv, args.plot, args.views, not args.no_paper_reference,
-          args.consistency, args.classical, {m: config["evaluation"][m] for m in WITH_SETTINGS})
+          args.consistency, args.classical, classical_settings(config))
     return 0
 
 

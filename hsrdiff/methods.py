@@ -31,6 +31,12 @@ BASELINES = (*WITH_SETTINGS, *DETAIL_INJECTION, "bicubic")
 MAIN = "hsrdiff"
 
 
+def classical_settings(config: Mapping[str, Any]) -> dict:
+    """The settings of the baselines that have their own (``evaluation.cnmf``,
+    ``evaluation.hysure``), by method name, as :func:`hsrdiff.baselines.classical` takes them."""
+    return {method: config["evaluation"][method] for method in WITH_SETTINGS}
+
+
 def trained_methods(config: Mapping[str, Any]) -> list[str]:
     """The evaluation methods that are trained networks, checked against ``trained_methods``."""
     defined = config.get("trained_methods", {})

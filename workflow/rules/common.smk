@@ -12,7 +12,7 @@ from hsrdiff import paths
 from hsrdiff.bases import MEAN_BASES, parse_base_name
 from hsrdiff.config import check_consistency, check_renamed_keys, schema_defaults
 from hsrdiff.data.registry import DatasetSpec
-from hsrdiff.methods import DETAIL_INJECTION, WITH_SETTINGS, method_settings, method_stages, model_base_name, patch_options, stage_plan, trained_methods
+from hsrdiff.methods import DETAIL_INJECTION, WITH_SETTINGS, classical_settings, method_settings, method_stages, model_base_name, patch_options, stage_plan, trained_methods
 
 
 check_renamed_keys(config)

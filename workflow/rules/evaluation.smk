@@ -264,7 +264,7 @@ rule full_resolution:
         trained=[m for m in config["evaluation"]["methods"] if m in TRAINED],
         schedule=config["diffusion"]["sample_schedule"],
         sampling={**config["sampling"], "n_samples": config["evaluation"]["full_resolution_samples"]},
-        classical={m: config["evaluation"][m] for m in WITH_SETTINGS},
+        classical=classical_settings(config),
     conda:
         "../envs/hsrdiff.yaml"
     log:
