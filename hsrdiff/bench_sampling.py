@@ -61,6 +61,7 @@ class ReferenceRow:
     psnr: float
     sam: float
     seconds_per_scene: float
+    nfe: int = 0  # network evaluations per scene: the twin's passes (several when self-conditioned)
 
 
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -165,7 +166,8 @@ def run(weights: str | Path, observation_files: Sequence[str | Path], schedule_c
         for c in consistency:
             twin.sampling["consistency"] = c
             p, s, sec, _, _ = _score(twin, scenes)
-            references.append(ReferenceRow("regression", c, p, s, sec))
+            passes = twin.sampler.steps if twin.model.config.self_condition else 1
+            references.append(ReferenceRow("regression", c, p, s, sec, passes))
     for method in classical:
         references += _score_classical(method, scenes, consistency, classical_settings)
     for r in references:
@@ -183,8 +185,8 @@ def markdown(rows: Sequence[SamplingRow], references: Sequence[ReferenceRow]) ->
         lines.append(f"| {r.sampler} | {r.spacing} | {r.steps} | {r.n_samples} | {r.views} | {r.consistency} | {r.nfe} | {r.psnr:.3f} | "
                      f"{r.sam:.3f} | {r.seconds_per_scene:.2f} | {corr} | {limit} |")
     for r in references:
-        name, nfe = ("regression twin", 1) if r.method == "regression" else (r.method, 0)
-        lines.append(f"| {name} | | | | | {r.consistency} | {nfe} | {r.psnr:.3f} | {r.sam:.3f} | {r.seconds_per_scene:.2f} | | |")
+        name = "regression twin" if r.method == "regression" else r.method
+        lines.append(f"| {name} | | | | | {r.consistency} | {r.nfe} | {r.psnr:.3f} | {r.sam:.3f} | {r.seconds_per_scene:.2f} | | |")
     return "\n".join(lines)
 
 
@@ -197,7 +199,7 @@ def write_csv(rows: Sequence[SamplingRow], references: Sequence[ReferenceRow], p
             writer.writerow(asdict(r))
         for r in references:
             writer.writerow({"sampler": r.method, "spacing": "", "steps": 0, "n_samples": 1, "views": 1,
-                             "nfe": 1 if r.method == "regression" else 0, "psnr": r.psnr, "sam": r.sam,
+                             "nfe": r.nfe, "psnr": r.psnr, "sam": r.sam,
                              "seconds_per_scene": r.seconds_per_scene, "uncertainty_rank_corr": None, "consistency": r.consistency})
 
 

@@ -85,6 +85,11 @@ class TiledDenoiser:
             for r0, r1, c0, c1 in self.boxes:
                 norm[r0:r1, c0:c1] += self.window
             self.norm = norm
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the previous estimate (before each sample of a self-conditioned network)."""
+        self.previous: torch.Tensor | None = None
 
     @property
     def evaluations(self) -> int:
@@ -95,17 +100,22 @@ class TiledDenoiser:
         return self.model.from_diffusion(y, self.base)
 
     def __call__(self, x_t: torch.Tensor, noise_level: torch.Tensor) -> torch.Tensor:
-        return self.model.to_diffusion(self._image(x_t, noise_level).clamp(-1, 1), self.base)
+        x0_hat = self._image(x_t, noise_level).clamp(-1, 1)
+        if self.model.config.self_condition:  # the next step refines this estimate
+            self.previous = x0_hat
+        return self.model.to_diffusion(x0_hat, self.base)
 
     def _image(self, x_t: torch.Tensor, noise_level: torch.Tensor) -> torch.Tensor:
+        previous = self.previous
         if len(self.boxes) == 1:
-            return self.model.denoise(x_t, noise_level, self.conditions[0])
+            return self.model.denoise(x_t, noise_level, self.conditions[0], previous)
         if x_t.shape[0] != 1:
             raise ValueError("tiled denoising takes one image at a time")
         out = torch.zeros_like(x_t)
         for chunk, cond in zip(self.chunks, self.conditions):
             tiles = torch.cat([x_t[..., r0:r1, c0:c1] for r0, r1, c0, c1 in chunk])
-            x0_tiles = self.model.denoise(tiles, noise_level.expand(len(chunk)), cond)
+            prev_tiles = None if previous is None else torch.cat([previous[..., r0:r1, c0:c1] for r0, r1, c0, c1 in chunk])
+            x0_tiles = self.model.denoise(tiles, noise_level.expand(len(chunk)), cond, prev_tiles)
             for (r0, r1, c0, c1), x0_tile in zip(chunk, x0_tiles):
                 out[0, :, r0:r1, c0:c1] += self.window * x0_tile
         return out / self.norm
@@ -148,8 +158,11 @@ def fuse(model: Denoiser, lr_hsi, hr_msi, ratio: int, sampler: Sampler | Schedul
         if tuple(np.shape(base)) != (lr.shape[1], *msi.shape[-2:]):
             raise DataError(f"base of shape {tuple(np.shape(base))}; expected {(lr.shape[1], *msi.shape[-2:])} (the HR-HSI's)")
         base = to_model_range(torch.as_tensor(np.asarray(base), dtype=torch.float32)[None].to(device))
+    regression_passes = 1
     if mode == "regression":
         n_samples = min(n_samples, views)
+        if model.config.self_condition and isinstance(sampler, Sampler):
+            regression_passes = sampler.steps
     else:
         if sampler is None or isinstance(sampler, Schedule):
             sampler = AncestralSampler(sampler or Schedule.from_config({"steps": 100, "beta_start": 1e-4, "beta_end": 0.1}))
@@ -166,8 +179,12 @@ def fuse(model: Denoiser, lr_hsi, hr_msi, ratio: int, sampler: Sampler | Schedul
                                   None if base is None else dihedral(base, rot, flip))
             shape = (1, lr.shape[1], *x0_fn.base.shape[-2:])
             for i in range(view, n_samples, views):
+                x0_fn.reset()
                 if mode == "regression":
-                    y = x0_fn(torch.zeros(shape, device=device), torch.zeros(1, device=device))
+                    # a self-conditioned twin refines its own estimate as often as the sampler
+                    # calls the diffusion network
+                    for _ in range(regression_passes):
+                        y = x0_fn(torch.zeros(shape, device=device), torch.zeros(1, device=device))
                 else:
                     generator = torch.Generator(device=device).manual_seed(seed + i)
                     y = sampler.sample(x0_fn, shape, device=device, generator=generator)

@@ -185,3 +185,27 @@ def test_preconditioned_residual_diffusion_passes_a_noiseless_residual_through()
 def test_residual_diffusion_settings_are_checked(bad, match):
     with pytest.raises(ValueError, match=match):
         build_model(ModelConfig(6, 3, channels=8, depth=2, heads=2, window=4, **bad))
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_a_self_conditioned_network_reads_its_previous_estimate(architecture):
+    """model.self_condition: no previous estimate is the same as one equal to the base (a zero
+    residual); another estimate changes the output; a network trained without it refuses one."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(6, 3, architecture=architecture, channels=8, depth=2, heads=2, window=4,
+                                    self_condition=True)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    lr_hsi, hr_msi = torch.rand(1, 6, 3, 5) * 2 - 1, torch.rand(1, 3, 12, 20) * 2 - 1
+    x_t, level = torch.randn(1, 6, 12, 20), torch.tensor([0.5])
+    cond = model.encode(lr_hsi, hr_msi)
+    first = model.denoise(x_t, level, cond)
+    base = cond.lr_up[..., :12, :20]
+    torch.testing.assert_close(model.denoise(x_t, level, cond, base), first)
+    second = model.denoise(x_t, level, cond, first)
+    assert second.shape == first.shape and (second - first).abs().max() > 1e-4
+    plain = tiny(architecture, 6, 3)
+    with pytest.raises(ValueError, match="not trained with self-conditioning"):
+        plain.denoise(x_t, level, plain.encode(lr_hsi, hr_msi), first)
+    assert ModelConfig.from_dict({"hsi_bands": 6, "msi_bands": 3}).self_condition is False

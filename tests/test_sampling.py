@@ -99,6 +99,57 @@ def test_regression_mode_is_one_deterministic_pass(perturbed_model, observation)
     assert isinstance(a, FusionResult)
 
 
+@pytest.mark.parametrize("mode", ["diffusion", "regression"])
+def test_a_self_conditioned_network_gets_each_steps_estimate_at_the_next(observation, mode):
+    """Each sample starts without an estimate; every later network call gets the last clamped
+    estimate (cut into tiles where tiled); the self-conditioned twin refines as many times as the
+    sampler has steps, a plain twin makes one pass."""
+    from hsrdiff.diffusion import make_sampler
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(6, 3, channels=8, depth=2, heads=2, window=8, self_condition=True)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    calls = []
+    denoise = model.denoise
+
+    def recording(x_t, noise_level, features, previous=None):
+        out = denoise(x_t, noise_level, features, previous)
+        calls.append((previous, out.clamp(-1, 1)))
+        return out
+
+    model.denoise = recording
+    lr, msi = observation
+    sampler = make_sampler("ancestral", torch.tensor([0.3, 0.6, 0.9]))
+    fused = fuse(model, lr, msi, 4, sampler, mode=mode, n_samples=2, views=2)
+    assert len(calls) == 6 and np.isfinite(fused.fused).all()
+    for k, (previous, _) in enumerate(calls):
+        if k % 3 == 0:
+            assert previous is None
+        else:
+            torch.testing.assert_close(previous, calls[k - 1][1])
+    calls.clear()
+    tiled = fuse(model, lr, msi, 4, sampler, mode=mode, tile=32, overlap=8)
+    chunks = -(-len(tile_boxes(64, 64, 32, 8, 4)) // 8)  # batches of 8 tiles per step
+    assert chunks > 1 and len(calls) == 3 * chunks and np.isfinite(tiled.fused).all()
+    assert all(previous is None for previous, _ in calls[:chunks])
+    assert all(previous.shape[-2:] == (32, 32) for previous, _ in calls[chunks:])
+    untiled = fuse(model, lr, msi, 4, sampler, mode=mode)
+    np.testing.assert_array_equal(fuse(model, lr, msi, 4, sampler, mode=mode, tile=64, overlap=16).fused, untiled.fused)
+
+
+def test_a_plain_regression_twin_makes_one_pass_whatever_the_sampler(perturbed_model, observation, monkeypatch):
+    from hsrdiff.diffusion import make_sampler
+
+    calls = []
+    denoise = perturbed_model.denoise
+    monkeypatch.setattr(perturbed_model, "denoise", lambda *a: calls.append(a) or denoise(*a))
+    lr, msi = observation
+    fuse(perturbed_model, lr, msi, 4, make_sampler("ancestral", torch.tensor([0.3, 0.6, 0.9])), mode="regression")
+    assert len(calls) == 1
+
+
 def _turned(x: np.ndarray, view: int, undo: bool = False) -> np.ndarray:
     from hsrdiff.degradation import DIHEDRAL_VIEWS, dihedral, undo_dihedral
 

@@ -440,3 +440,44 @@ def test_probe_base_measures_the_network_against_the_base_it_was_trained_on(demo
     assert main(["probe-base", "--patches", str(patches), str(tmp_path / "untrained.pt"), "--device", "cpu"]) == 0
     row = capsys.readouterr().out.strip().splitlines()[-1]
     assert "| bicubic |" in row and row.endswith("| 0.00 % |")
+
+
+def test_a_self_conditioned_network_trains_on_its_own_first_estimate_half_the_time(demo_data, tmp_path, monkeypatch):
+    """model.self_condition: the steps that feed the network its first estimate are half of them,
+    drawn from the step's seed (the same after a resume); on those the network runs twice, the
+    second time on the first's clamped output; the weights keep the setting and fuse."""
+    from hsrdiff.training import trainer
+
+    draws = [trainer.self_condition_step(0, "s1", step) for step in range(400)]
+    assert 0.42 < np.mean(draws) < 0.58
+    assert draws == [trainer.self_condition_step(0, "s1", step) for step in range(400)]
+    assert draws != [trainer.self_condition_step(1, "s1", step) for step in range(400)]
+
+    previous_seen = []
+    forward = trainer.Denoiser.forward
+
+    def recording(self, x_t, noise_level, lr_hsi, hr_msi, base=None, previous=None):
+        previous_seen.append(None if previous is None else (previous.detach().clone(), torch.is_grad_enabled()))
+        return forward(self, x_t, noise_level, lr_hsi, hr_msi, base, previous)
+
+    monkeypatch.setattr(trainer.Denoiser, "forward", recording)
+    training, diffusion = training_defaults(checkpoint_every=100)
+    stage = {"name": "s1", "patch_size": 32, "batch_size": 4, "iterations": 6, "learning_rate": 1e-3, "trainable": "all"}
+    train_stage(StagePaths(demo_data / "p32.h5", tmp_path / "s1.pt", tmp_path / "c1"), stage,
+                {**TINY_MODEL, "self_condition": True}, training, diffusion)
+    expected = [trainer.self_condition_step(training["seed"], "s1", step) for step in range(6)]
+    assert len(previous_seen) == 6 + sum(expected)
+    calls = iter(previous_seen)
+    for twice in expected:
+        first = next(calls)
+        assert first is None
+        if twice:
+            previous, grad = next(calls)
+            assert grad and previous.abs().max() <= 1.0
+    model, blob = load_weights(tmp_path / "s1.pt")
+    assert blob["model_config"]["self_condition"] is True
+    assert model.dn_embed.weight.shape[1] == 2 * blob["model_config"]["hsi_bands"]
+    item = PatchDataset(demo_data / "p32.h5")[0]
+    fused = fuse(model, item["lr_hsi"].numpy(), item["hr_msi"].numpy(), 4,
+                 sampler=Schedule.from_config({"steps": 3, "beta_start": 1e-3, "beta_end": 0.5})).fused
+    assert np.isfinite(fused).all()

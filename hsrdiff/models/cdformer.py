@@ -65,6 +65,10 @@ class ModelConfig:
     # residual (x0 - base) / residual_scale ("residual", ours, as SRDiff), on the [-1, 1] scale.
     diffuse: str = "image"
     residual_scale: float = 1.0
+    # Self-conditioning (Chen, Zhang and Hinton 2022, "Analog Bits"): the denoising stream also
+    # sees the previous step's x0 estimate (as a residual on the base; zeros at the first step),
+    # so that sampling refines an estimate instead of drawing each step's afresh.
+    self_condition: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -180,37 +184,66 @@ class Denoiser(nn.Module):
         inputs = torch.cat([lr_up, _pad_to_multiple(hr_msi, self.pad_multiple)], dim=1)
         return Condition(lr_up, inputs, self._features(inputs), size)
 
-    def denoise(self, x_t: torch.Tensor, noise_level: torch.Tensor, features: Condition) -> torch.Tensor:
-        """x0_hat, the image on [-1, 1], from ``x_t``, the noised diffusion variable (``to_diffusion``)."""
+    def denoise(self, x_t: torch.Tensor, noise_level: torch.Tensor, features: Condition,
+                previous: torch.Tensor | None = None) -> torch.Tensor:
+        """x0_hat, the image on [-1, 1], from ``x_t``, the noised diffusion variable (``to_diffusion``).
+
+        ``previous``: the previous x0 estimate (the image on [-1, 1], unpadded) for a
+        self-conditioned network (``config.self_condition``); None means none yet (zeros)."""
         h, w = features.size
         x = _pad_to_multiple(x_t, self.pad_multiple)
         lr_up = features.lr_up
+        prev = self._previous_input(previous, x, lr_up)
         if self.config.diffuse == "residual":
             # x_t is already a residual (u = 0 in its space) of unit spread (residual_scale), so
             # the preconditioning below runs with r = 1.
-            y0_hat = self._preconditioned(x, noise_level, features, 1.0)
+            y0_hat = self._preconditioned(x, noise_level, features, 1.0, prev)
             x0_hat = lr_up + self.config.residual_scale * y0_hat
         else:
             # with preconditioning residual, x_t - g u = g (x0 - u) + s eps is the noisy residual
             g = noise_level.to(x.dtype).reshape(-1, 1, 1, 1) if self.config.preconditioning == "residual" else 0.0
-            x0_hat = lr_up + self._preconditioned(x - g * lr_up, noise_level, features, self.config.residual_std)
+            x0_hat = lr_up + self._preconditioned(x - g * lr_up, noise_level, features, self.config.residual_std, prev)
         return x0_hat[..., :h, :w]
 
+    def _previous_input(self, previous: torch.Tensor | None, x: torch.Tensor, lr_up: torch.Tensor) -> torch.Tensor | None:
+        """The self-conditioning input: the previous estimate's residual on the base, scaled to
+        about unit spread like the diffusion variable (residual_scale, or residual_std for image
+        diffusion); zeros before the first estimate. None for a network without self-conditioning."""
+        if not self.config.self_condition:
+            if previous is not None:
+                raise ValueError("this network was not trained with self-conditioning (model.self_condition); "
+                                 "it takes no previous estimate")
+            return None
+        if previous is None:
+            return torch.zeros_like(x)
+        scale = self.config.residual_scale if self.config.diffuse == "residual" else self.config.residual_std
+        return (_pad_to_multiple(previous, self.pad_multiple) - lr_up) / scale
+
     def _preconditioned(self, noisy_residual: torch.Tensor, noise_level: torch.Tensor, features: Condition,
-                        r: float) -> torch.Tensor:
+                        r: float, previous: torch.Tensor | None = None) -> torch.Tensor:
         """The residual estimate from the noisy residual g (x0 - u) + s eps: the network's output
         alone (preconditioning none), or EDM's c_skip times the input plus c_out times the network
         on the input scaled to unit spread (residual): the linear MMSE estimate carries what the
         input shows, which at low noise the network then cannot ignore or blur."""
         if self.config.preconditioning == "none":
-            return self._residual(noisy_residual, noise_level, features)
+            return self._residual(self._with_previous(noisy_residual, previous), noise_level, features)
         g = noise_level.to(noisy_residual.dtype).reshape(-1, 1, 1, 1)
         s = (1 - g * g).clamp_min(0).sqrt()
         d = (g * g * r * r + s * s).clamp_min(1e-12).sqrt()
-        return (g * r * r / (d * d)) * noisy_residual + (r * s / d) * self._residual(noisy_residual / d, noise_level, features)
+        return (g * r * r / (d * d)) * noisy_residual + \
+            (r * s / d) * self._residual(self._with_previous(noisy_residual / d, previous), noise_level, features)
 
-    def forward(self, x_t, noise_level, lr_hsi, hr_msi, base=None) -> torch.Tensor:
-        return self.denoise(x_t, noise_level, self.encode(lr_hsi, hr_msi, base))
+    @staticmethod
+    def _with_previous(x: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
+        """The denoising stream's image input: x_t, with the self-conditioning channels after it."""
+        return x if previous is None else torch.cat([x, previous], dim=1)
+
+    def in_bands(self) -> int:
+        """Bands of the denoising stream's image input (``_with_previous``)."""
+        return self.config.hsi_bands * (2 if self.config.self_condition else 1)
+
+    def forward(self, x_t, noise_level, lr_hsi, hr_msi, base=None, previous=None) -> torch.Tensor:
+        return self.denoise(x_t, noise_level, self.encode(lr_hsi, hr_msi, base), previous)
 
     def second_half_parameters(self) -> list[nn.Parameter]:
         """The parameters the paper's last (full-image) stage trains; the rest stay frozen."""
@@ -295,9 +328,9 @@ class CDFormer(Denoiser):
         if self.has_sr_stream:
             self.sr_embed = nn.Conv2d(cond_bands, c, 3, padding=1)
             self.sr_layers = nn.ModuleList(S2TL(cfg, shift=bool(i % 2), conv=conv) for i in range(k))
-            dn_in = cfg.hsi_bands
+            dn_in = self.in_bands()
         else:
-            dn_in = cfg.hsi_bands + cond_bands
+            dn_in = self.in_bands() + cond_bands
         self.noise_embedding = NoiseLevelEmbedding(c, cfg.noise_embedding_scale)
         self.dn_embed = nn.Conv2d(dn_in, c, 3, padding=1)
         self.dn_layers = nn.ModuleList(
@@ -374,7 +407,7 @@ class UNet(Denoiser):
         super().__init__(config)
         c = config.channels
         self.noise_embedding = NoiseLevelEmbedding(c, config.noise_embedding_scale)
-        self.inp = nn.Conv2d(2 * config.hsi_bands + config.msi_bands, c, 3, padding=1)
+        self.inp = nn.Conv2d(self.in_bands() + config.hsi_bands + config.msi_bands, c, 3, padding=1)
         widths = (c, 2 * c, 4 * c)
         self.down = nn.ModuleList(_FiLMResBlock(widths[i], widths[i], c) for i in range(3))
         self.downsample = nn.ModuleList(nn.Conv2d(widths[i], widths[i + 1], 3, stride=2, padding=1) for i in range(2))

@@ -96,6 +96,13 @@ class _StepBatches:
         return self.stop - self.start
 
 
+def self_condition_step(seed: int, stage: str, step: int) -> bool:
+    """Whether a self-conditioned network's step ``step`` feeds it its own first estimate (half of
+    the steps, as Chen et al. 2022; the same on every rank and after a resume)."""
+    g = torch.Generator().manual_seed(step_seed(seed, stage, step) ^ 0x5E1F)
+    return bool(torch.rand((), generator=g) < 0.5)
+
+
 def step_noise(seed, stage, step, schedule, shape, rank, local, settings: TrainingSettings):
     """Noise level (B,) and noise (B, ...) of the global batch of ``step``, sliced to this rank."""
     if settings.mode == "regression":
@@ -242,17 +249,22 @@ def _to_device(parts: Parts, device: torch.device) -> None:
 # -- one step ---------------------------------------------------------------------------------------
 def train_step(net: torch.nn.Module, parts: Parts, batch: Mapping[str, torch.Tensor], sqrt_gamma: torch.Tensor,
                eps: torch.Tensor, psf: PSF, srf: torch.Tensor, settings: TrainingSettings,
-               use_bf16: bool) -> dict[str, torch.Tensor]:
+               use_bf16: bool, self_condition: bool = False) -> dict[str, torch.Tensor]:
     """One optimisation step on ``batch`` ({gt, lr_hsi, hr_msi} and optionally the scene-level
     ``base``, on [0, 1], on the device) at noise
     levels ``sqrt_gamma`` (B,) with noise ``eps``; returns the loss terms. ``net``: the model, or
-    its DDP/compiled wrapper."""
+    its DDP/compiled wrapper. ``self_condition``: first estimate x0 without gradients and train
+    the network to refine that estimate (a self-conditioned model's other steps see zeros)."""
     gt, lr_hsi, hr_msi = batch["gt"], to_model_range(batch["lr_hsi"]), to_model_range(batch["hr_msi"])
     model = parts.model
     base = to_model_range(batch["base"]) if "base" in batch else model.base(lr_hsi, hr_msi)
     x_t = q_sample(model.to_diffusion(to_model_range(gt), base), sqrt_gamma, eps) if settings.mode == "diffusion" else eps
     with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_bf16):
-        x0_hat = net(x_t, sqrt_gamma, lr_hsi, hr_msi, base)
+        previous = None
+        if self_condition:
+            with torch.no_grad():
+                previous = net(x_t, sqrt_gamma, lr_hsi, hr_msi, base).float().clamp(-1, 1)
+        x0_hat = net(x_t, sqrt_gamma, lr_hsi, hr_msi, base, previous)
     terms = fusion_loss(to_data_range(x0_hat.float()), gt, batch["lr_hsi"], batch["hr_msi"], psf, srf, settings.lambda_lr,
                         settings.lambda_msi, settings.lambda_sam)
     parts.optimizer.zero_grad(set_to_none=True)
@@ -368,7 +380,8 @@ def train_stage(
                                          info.rank, local, settings)
             for group in parts.optimizer.param_groups:
                 group["lr"] = settings.learning_rate(step, iterations, stage_cfg.learning_rate)
-            terms = train_step(net, parts, batch_data, sqrt_gamma.to(device), eps.to(device), psf, srf_t, settings, use_bf16)
+            terms = train_step(net, parts, batch_data, sqrt_gamma.to(device), eps.to(device), psf, srf_t, settings, use_bf16,
+                               mc.self_condition and self_condition_step(settings.seed, name, step))
             step += 1
             parts.ema.update(parts.model, step)
             records.step(step, terms, local * info.world_size, parts.optimizer.param_groups[0]["lr"])
