@@ -304,16 +304,14 @@ def test_multi_node_training_without_tasks_per_node_is_a_clear_error(tmp_path, d
 
 
 def test_the_cave_benchmark_plans_the_whole_protocol(tmp_path, default_config):
-    """config/bench/cave.yaml (make bench-cave; here with the four-part base of
-    cave-four-part.yaml): the 32 CAVE scenes through every stage, two networks of one stage
-    each, every method on the 12 test scenes. The CAVE folder is the shared
+    """config/bench/cave.yaml (make bench-cave, with its four-part base): the 32 CAVE scenes
+    through every stage, two networks of one stage each, every method on the 12 test scenes. The CAVE folder is the shared
     copy when present, else an empty stand-in (a dry run reads no data)."""
     from hsrdiff.config import deep_merge
 
     config = default_config
-    for overlay in ("cave.yaml", "cave-four-part.yaml"):  # the four-part base, for its HySure part
-        with open(REPO / "config" / "bench" / overlay) as fh:
-            config = deep_merge(config, yaml.safe_load(fh))
+    with open(REPO / "config" / "bench" / "cave.yaml") as fh:
+        config = deep_merge(config, yaml.safe_load(fh))
     cave = (REPO / config["datasets"]["cave"]["source"]["path"]).resolve()
     if not cave.is_dir():
         cave = tmp_path / "cave"
