@@ -32,7 +32,7 @@ from hsrdiff.files import read_observations
 from hsrdiff.io import atomic_path
 from hsrdiff.methods import BASELINES
 from hsrdiff.metrics import psnr, sam
-from hsrdiff.sampling import Fuser, build_sampler
+from hsrdiff.sampling import Fuser, build_sampler, regression_passes
 
 PAPER = {"sampler": "ancestral", "spacing": "linear", "steps": 100}
 
@@ -166,8 +166,7 @@ def run(weights: str | Path, observation_files: Sequence[str | Path], schedule_c
         for c in consistency:
             twin.sampling["consistency"] = c
             p, s, sec, _, _ = _score(twin, scenes)
-            passes = twin.sampler.steps if twin.model.config.self_condition else 1
-            references.append(ReferenceRow("regression", c, p, s, sec, passes))
+            references.append(ReferenceRow("regression", c, p, s, sec, regression_passes(twin.model, twin.sampler)))
     for method in classical:
         references += _score_classical(method, scenes, consistency, classical_settings)
     for r in references:

@@ -121,6 +121,12 @@ class TiledDenoiser:
         return out / self.norm
 
 
+def regression_passes(model: Denoiser, sampler: Sampler | Schedule | None) -> int:
+    """Network passes of a regression twin: one, or, self-conditioned, as many as ``sampler`` has
+    steps (the diffusion's network evaluations), each refining the last estimate."""
+    return sampler.steps if model.config.self_condition and isinstance(sampler, Sampler) else 1
+
+
 @torch.no_grad()
 def fuse(model: Denoiser, lr_hsi, hr_msi, ratio: int, sampler: Sampler | Schedule | None = None, mode: str = "diffusion",
          tile: int | None = None, overlap: int = 0, n_samples: int = 1, seed: int = 0,
@@ -158,11 +164,9 @@ def fuse(model: Denoiser, lr_hsi, hr_msi, ratio: int, sampler: Sampler | Schedul
         if tuple(np.shape(base)) != (lr.shape[1], *msi.shape[-2:]):
             raise DataError(f"base of shape {tuple(np.shape(base))}; expected {(lr.shape[1], *msi.shape[-2:])} (the HR-HSI's)")
         base = to_model_range(torch.as_tensor(np.asarray(base), dtype=torch.float32)[None].to(device))
-    regression_passes = 1
+    passes = regression_passes(model, sampler)
     if mode == "regression":
         n_samples = min(n_samples, views)
-        if model.config.self_condition and isinstance(sampler, Sampler):
-            regression_passes = sampler.steps
     else:
         if sampler is None or isinstance(sampler, Schedule):
             sampler = AncestralSampler(sampler or Schedule.from_config({"steps": 100, "beta_start": 1e-4, "beta_end": 0.1}))
@@ -183,7 +187,7 @@ def fuse(model: Denoiser, lr_hsi, hr_msi, ratio: int, sampler: Sampler | Schedul
                 if mode == "regression":
                     # a self-conditioned twin refines its own estimate as often as the sampler
                     # calls the diffusion network
-                    for _ in range(regression_passes):
+                    for _ in range(passes):
                         y = x0_fn(torch.zeros(shape, device=device), torch.zeros(1, device=device))
                 else:
                     generator = torch.Generator(device=device).manual_seed(seed + i)
